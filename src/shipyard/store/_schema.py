@@ -1,0 +1,198 @@
+"""The metadata schema as SQLAlchemy Core tables: the one source the migrations mirror.
+
+Times are integer milliseconds since the epoch (UTC), as MLflow stores them, so that the
+MLflow-compatible routes need no conversion. A test compares this metadata with the database
+that the Alembic migrations produce, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for big tables.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("experiment_id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(256), nullable=False, unique=True),
+    Column("artifact_location", Text, nullable=True),
+    Column("lifecycle_stage", String(16), nullable=False, default="active"),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_update_time", BigInteger, nullable=False),
+)
+
+experiment_tags = Table(
+    "experiment_tags",
+    metadata,
+    Column(
+        "experiment_id",
+        Integer,
+        ForeignKey("experiments.experiment_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("key", String(250), nullable=False),
+    Column("value", Text, nullable=True),
+    PrimaryKeyConstraint("experiment_id", "key"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column(
+        "experiment_id",
+        Integer,
+        ForeignKey("experiments.experiment_id"),
+        nullable=False,
+    ),
+    Column("run_name", String(250), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("start_time", BigInteger, nullable=False),
+    Column("end_time", BigInteger, nullable=True),
+    Column("lifecycle_stage", String(16), nullable=False, default="active"),
+    Column("parent_run_id", String(32), nullable=True),
+    Column("user_id", String(256), nullable=True),
+    Column("owner_host", String(256), nullable=True),
+    Column("owner_pid", Integer, nullable=True),
+    Column("heartbeat_time", BigInteger, nullable=True),
+    Index("ix_runs_experiment_start", "experiment_id", "start_time"),
+    Index("ix_runs_parent", "parent_run_id"),
+    Index("ix_runs_status", "status"),
+)
+
+params = Table(
+    "params",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "key"),
+    Index("ix_params_key_value", "key", "run_id"),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Text, nullable=True),
+    PrimaryKeyConstraint("run_id", "key"),
+    Index("ix_tags_key", "key", "run_id"),
+)
+
+# Every metric point. NaN is stored as value NULL + is_nan, because SQLite turns NaN into NULL.
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Float(precision=53), nullable=True),
+    Column("is_nan", Boolean, nullable=False, default=False),
+    Column("step", BigInteger, nullable=False, default=0),
+    Column("timestamp", BigInteger, nullable=False),
+    Index("ix_metrics_run_key_step", "run_id", "key", "step"),
+)
+
+# The latest point of each metric of each run (largest step, then largest timestamp):
+# what search, order_by and run comparison read, one row per (run, key).
+latest_metrics = Table(
+    "latest_metrics",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Float(precision=53), nullable=True),
+    Column("is_nan", Boolean, nullable=False, default=False),
+    Column("step", BigInteger, nullable=False, default=0),
+    Column("timestamp", BigInteger, nullable=False),
+    PrimaryKeyConstraint("run_id", "key"),
+    Index("ix_latest_metrics_key_value", "key", "value"),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("dataset_id", String(32), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("source", Text, nullable=True),
+    Column("schema_json", Text, nullable=True),
+    Column("num_rows", BigInteger, nullable=True),
+    Column("creation_time", BigInteger, nullable=False),
+    UniqueConstraint("name", "digest"),
+)
+
+run_inputs = Table(
+    "run_inputs",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("dataset_id", String(32), ForeignKey("datasets.dataset_id"), nullable=False),
+    Column("context", String(64), nullable=False, default="training"),
+    PrimaryKeyConstraint("run_id", "dataset_id", "context"),
+)
+
+# Logical artifact paths of a run, each pointing at a content-addressed object.
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("path", String(1024), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("creation_time", BigInteger, nullable=False),
+    PrimaryKeyConstraint("run_id", "path"),
+)
+
+# One lineage graph for every capability: typed nodes, typed edges.
+lineage_edges = Table(
+    "lineage_edges",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("src_type", String(32), nullable=False),
+    Column("src_id", String(256), nullable=False),
+    Column("relation", String(32), nullable=False),
+    Column("dst_type", String(32), nullable=False),
+    Column("dst_id", String(256), nullable=False),
+    Column("creation_time", BigInteger, nullable=False),
+    UniqueConstraint("src_type", "src_id", "relation", "dst_type", "dst_id"),
+    Index("ix_lineage_edges_dst", "dst_type", "dst_id"),
+)
+
+# Append-only: the store never updates or deletes rows here.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("object_type", String(32), nullable=False),
+    Column("object_id", String(256), nullable=False),
+    Column("details", Text, nullable=True),
+    Index("ix_audit_events_object", "object_type", "object_id"),
+)

@@ -1,0 +1,428 @@
+"""The tracking service: validation, audit events and store calls, one transaction each.
+
+Every interface (SDK, CLI, REST) goes through here, so the rules live in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from shipyard import errors
+from shipyard.artifacts import ArtifactStore
+from shipyard.store import Database, add_edge, now_ms, record_event
+
+from . import _validation as v
+from ._entities import ArtifactInfo, Experiment, LifecycleStage, Metric, Run, RunStatus
+from ._liveness import HOST, owner_is_dead
+from ._store import TrackingStore
+
+__all__ = ["TrackingService", "MetricPoint"]
+
+#: (key, value, step, timestamp_ms)
+MetricPoint = tuple[str, float, int, int]
+
+DEFAULT_EXPERIMENT = "Default"
+
+
+class TrackingService:
+    """Experiments, runs, params, metrics, tags, dataset inputs and run artifacts."""
+
+    def __init__(self, db: Database, artifacts: ArtifactStore, actor: str) -> None:
+        self.db = db
+        self.artifacts = artifacts
+        self.actor = actor
+        self.store = TrackingStore()
+
+    def _audit(self, conn: Any, action: str, object_type: str, object_id: str,
+               details: dict[str, Any] | None = None) -> None:
+        record_event(conn, actor=self.actor, action=action, object_type=object_type,
+                     object_id=object_id, details=details)
+
+    # -- experiments ---------------------------------------------------------------------------
+
+    def create_experiment(self, name: str, *, artifact_location: str | None = None,
+                          tags: dict[str, Any] | None = None) -> Experiment:
+        v.check_name("experiment", name)
+        clean_tags = self._clean_tags(tags)
+        with self.db.write() as conn:
+            if self.store.find_experiment(conn, name) is not None:
+                raise errors.AlreadyExists(f"experiment {name!r} already exists",
+                                           field="name")
+            eid = self.store.insert_experiment(conn, name, artifact_location, now_ms())
+            self.store.set_experiment_tags(conn, eid, clean_tags)
+            self._audit(conn, "experiment.create", "experiment", eid, {"name": name})
+            return self.store.get_experiment(conn, eid)
+
+    def get_experiment(self, experiment_id: str | int) -> Experiment:
+        with self.db.read() as conn:
+            return self.store.get_experiment(conn, str(experiment_id))
+
+    def get_experiment_by_name(self, name: str) -> Experiment:
+        with self.db.read() as conn:
+            found = self.store.find_experiment(conn, name)
+        if found is None:
+            raise errors.NotFound(f"experiment {name!r} does not exist")
+        return found
+
+    def get_or_create_experiment(self, name: str) -> Experiment:
+        with self.db.read() as conn:
+            found = self.store.find_experiment(conn, name)
+        if found is not None:
+            if found.lifecycle_stage is LifecycleStage.DELETED:
+                raise errors.Conflict(
+                    f"experiment {name!r} is deleted; restore it "
+                    f"(shipyard experiments restore {found.experiment_id}) or pick another name")
+            return found
+        try:
+            return self.create_experiment(name)
+        except errors.AlreadyExists:  # another process created it meanwhile
+            return self.get_experiment_by_name(name)
+
+    def list_experiments(self, view: str = "active_only") -> list[Experiment]:
+        with self.db.read() as conn:
+            return self.store.list_experiments(conn, view)
+
+    def rename_experiment(self, experiment_id: str | int, new_name: str) -> Experiment:
+        v.check_name("experiment", new_name)
+        with self.db.write() as conn:
+            old = self.store.get_experiment(conn, str(experiment_id))
+            if old.name != new_name and self.store.find_experiment(conn, new_name):
+                raise errors.AlreadyExists(f"experiment {new_name!r} already exists",
+                                           field="name")
+            self.store.update_experiment(conn, old.experiment_id, now_ms(), name=new_name)
+            self._audit(conn, "experiment.rename", "experiment", old.experiment_id,
+                        {"from": old.name, "to": new_name})
+            return self.store.get_experiment(conn, old.experiment_id)
+
+    def delete_experiment(self, experiment_id: str | int) -> None:
+        self._set_experiment_stage(experiment_id, LifecycleStage.DELETED)
+
+    def restore_experiment(self, experiment_id: str | int) -> None:
+        self._set_experiment_stage(experiment_id, LifecycleStage.ACTIVE)
+
+    def _set_experiment_stage(self, experiment_id: str | int, stage: LifecycleStage) -> None:
+        with self.db.write() as conn:
+            exp = self.store.get_experiment(conn, str(experiment_id))
+            if exp.lifecycle_stage is stage:
+                raise errors.Conflict(f"experiment {exp.name!r} is already {stage.value}")
+            self.store.update_experiment(conn, exp.experiment_id, now_ms(),
+                                         lifecycle_stage=stage.value)
+            action = "delete" if stage is LifecycleStage.DELETED else "restore"
+            self._audit(conn, f"experiment.{action}", "experiment", exp.experiment_id)
+
+    def set_experiment_tag(self, experiment_id: str | int, key: str, value: Any) -> None:
+        tags = self._clean_tags({key: value})
+        with self.db.write() as conn:
+            exp = self.store.get_experiment(conn, str(experiment_id))
+            self.store.set_experiment_tags(conn, exp.experiment_id, tags)
+            self._audit(conn, "experiment.set_tag", "experiment", exp.experiment_id, tags)
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    def create_run(self, experiment_id: str | int, *, run_name: str | None = None,
+                   parent_run_id: str | None = None, tags: dict[str, Any] | None = None,
+                   start_time: int | None = None, user: str | None = None,
+                   owner_pid: int | None = None) -> Run:
+        if run_name is not None:
+            v.check_name("run", run_name)
+        if parent_run_id is not None:
+            v.check_run_id(parent_run_id)
+        clean_tags = self._clean_tags(tags)
+        run_id = uuid.uuid4().hex
+        start = start_time if start_time is not None else now_ms()
+        with self.db.write() as conn:
+            exp = self.store.get_experiment(conn, str(experiment_id))
+            if exp.lifecycle_stage is LifecycleStage.DELETED:
+                raise errors.Conflict(f"experiment {exp.name!r} is deleted; cannot add runs")
+            if parent_run_id is not None:
+                self.store.run_row(conn, parent_run_id)
+            self.store.insert_run(conn, {
+                "run_id": run_id, "experiment_id": int(exp.experiment_id),
+                "run_name": run_name or _default_run_name(run_id),
+                "status": RunStatus.RUNNING.value, "start_time": start,
+                "lifecycle_stage": "active", "parent_run_id": parent_run_id,
+                "user_id": user or self.actor, "owner_host": HOST,
+                "owner_pid": owner_pid if owner_pid is not None else os.getpid(),
+                "heartbeat_time": start,
+            })
+            self.store.write_tags(conn, run_id, clean_tags)
+            self._audit(conn, "run.create", "run", run_id,
+                        {"experiment_id": exp.experiment_id, "parent_run_id": parent_run_id})
+            if parent_run_id:
+                add_edge(conn, ("run", parent_run_id), "parent_of", ("run", run_id))
+        return Run(run_id=run_id, experiment_id=exp.experiment_id,
+                   run_name=run_name or _default_run_name(run_id), status=RunStatus.RUNNING,
+                   start_time=start, parent_run_id=parent_run_id, user_id=user or self.actor,
+                   tags=clean_tags)
+
+    def get_run(self, run_id: str) -> Run:
+        v.check_run_id(run_id)
+        with self.db.read() as conn:
+            row = self.store.run_row(conn, run_id)
+        if row.status == RunStatus.RUNNING.value and owner_is_dead(
+                row, now_ms=now_ms(), stale_after_ms=None):
+            self._fail_orphan(run_id)
+        with self.db.read() as conn:
+            return self.store.get_runs(conn, [run_id])[0]
+
+    def get_runs(self, run_ids: Sequence[str]) -> list[Run]:
+        with self.db.read() as conn:
+            return self.store.get_runs(conn, list(run_ids))
+
+    def end_run(self, run_id: str, status: RunStatus | str = RunStatus.FINISHED,
+                end_time: int | None = None) -> None:
+        v.check_run_id(run_id)
+        try:
+            st = RunStatus(status)
+        except ValueError:
+            raise errors.InvalidInput(
+                f"invalid run status {status!r}: use one of "
+                f"{', '.join(s.value for s in RunStatus)}", field="status") from None
+        with self.db.write() as conn:
+            row = self.store.run_row(conn, run_id)
+            values: dict[str, Any] = {"status": st.value}
+            if st.is_terminal:
+                values["end_time"] = end_time if end_time is not None else now_ms()
+            self.store.update_run(conn, run_id, **values)
+            self._audit(conn, "run.set_status", "run", run_id,
+                        {"from": row.status, "to": st.value})
+
+    def set_run_name(self, run_id: str, run_name: str) -> None:
+        v.check_name("run", run_name)
+        with self.db.write() as conn:
+            self.store.run_row(conn, v.check_run_id(run_id))
+            self.store.update_run(conn, run_id, run_name=run_name)
+            self._audit(conn, "run.rename", "run", run_id, {"to": run_name})
+
+    def delete_run(self, run_id: str) -> None:
+        self._set_run_stage(run_id, LifecycleStage.DELETED)
+
+    def restore_run(self, run_id: str) -> None:
+        self._set_run_stage(run_id, LifecycleStage.ACTIVE)
+
+    def _set_run_stage(self, run_id: str, stage: LifecycleStage) -> None:
+        with self.db.write() as conn:
+            row = self.store.run_row(conn, v.check_run_id(run_id))
+            if row.lifecycle_stage == stage.value:
+                raise errors.Conflict(f"run {run_id} is already {stage.value}")
+            self.store.update_run(conn, run_id, lifecycle_stage=stage.value)
+            action = "delete" if stage is LifecycleStage.DELETED else "restore"
+            self._audit(conn, f"run.{action}", "run", run_id)
+
+    def gc_runs(self, *, stale_after_s: float | None = None) -> list[str]:
+        """Mark RUNNING runs whose owner process died (SIGKILL, crash) as FAILED.
+
+        Runs owned by this host are checked by pid; runs of other hosts only when
+        ``stale_after_s`` is given and their last heartbeat is older than that.
+        """
+        stale_ms = None if stale_after_s is None else int(stale_after_s * 1000)
+        with self.db.read() as conn:
+            rows = self.store.running_runs(conn)
+        now = now_ms()
+        dead = [r.run_id for r in rows if owner_is_dead(r, now_ms=now, stale_after_ms=stale_ms)]
+        for run_id in dead:
+            self._fail_orphan(run_id)
+        return dead
+
+    def _fail_orphan(self, run_id: str) -> None:
+        with self.db.write() as conn:
+            changed = self.store.fail_if_running(conn, run_id, now_ms())
+            if changed:
+                self._audit(conn, "run.set_status", "run", run_id,
+                            {"from": "RUNNING", "to": "FAILED", "reason": "owner process died"})
+
+    # -- params, metrics, tags -------------------------------------------------------------------
+
+    def log_batch(self, run_id: str, *, metrics: Sequence[MetricPoint] = (),
+                  params: dict[str, Any] | None = None, tags: dict[str, Any] | None = None,
+                  validated: bool = False) -> None:
+        """Write metrics, params and tags of one run in one transaction with one audit event.
+
+        ``validated=True`` skips the checks (the buffered writer validated at call time).
+        """
+        if not validated:
+            v.check_run_id(run_id)
+            metrics = [(v.check_key("metric", k), *v.check_metric(k, val, step), int(ts))
+                       for k, val, step, ts in metrics]
+            params = {v.check_key("param", k): v.check_param_value(k, val)
+                      for k, val in (params or {}).items()}
+            tags = self._clean_tags(tags)
+        if not (metrics or params or tags):
+            return
+        with self.db.write() as conn:
+            self._touch_active_run(conn, run_id)
+            self.store.write_params(conn, run_id, params or {})
+            self.store.write_tags(conn, run_id, tags or {})
+            self.store.write_metrics(conn, run_id, metrics)  # type: ignore[arg-type]
+            self._audit(conn, "run.log_batch", "run", run_id, {
+                "metrics": len(metrics), "params": sorted(params or {}),
+                "tags": sorted(tags or {})})
+
+    def _touch_active_run(self, conn: Any, run_id: str) -> None:
+        if not self.store.touch_active_run(conn, run_id, now_ms()):
+            self.store.run_row(conn, run_id)  # NotFound when it does not exist at all
+            raise errors.Conflict(f"run {run_id} is deleted; restore it before logging to it")
+
+    def log_metric(self, run_id: str, key: str, value: float, step: int = 0,
+                   timestamp: int | None = None) -> None:
+        self.log_batch(run_id, metrics=[(key, value, step, timestamp or now_ms())])
+
+    def log_param(self, run_id: str, key: str, value: Any) -> None:
+        self.log_batch(run_id, params={key: value})
+
+    def set_tag(self, run_id: str, key: str, value: Any) -> None:
+        self.log_batch(run_id, tags={key: value})
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        with self.db.write() as conn:
+            self.store.run_row(conn, v.check_run_id(run_id))
+            if not self.store.delete_tag(conn, run_id, key):
+                raise errors.NotFound(f"run {run_id} has no tag {key!r}")
+            self._audit(conn, "run.delete_tag", "run", run_id, {"key": key})
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        with self.db.read() as conn:
+            self.store.run_row(conn, v.check_run_id(run_id))
+            return self.store.metric_history(conn, run_id, key)
+
+    @staticmethod
+    def _clean_tags(tags: dict[str, Any] | None) -> dict[str, str]:
+        return {v.check_key("tag", k): v.check_tag_value(k, val)
+                for k, val in (tags or {}).items()}
+
+    # -- search ----------------------------------------------------------------------------------
+
+    def search_runs(self, experiment_ids: Sequence[str | int] | None = None, *,
+                    filter_string: str | None = None, order_by: Sequence[str] | None = None,
+                    max_results: int = 1000, page_token: str | None = None,
+                    run_view: str = "active_only") -> tuple[list[Run], str | None]:
+        """Runs matching an MLflow-style filter, ordered, one page at a time."""
+        from ._search import search_run_ids
+
+        ids = None
+        if experiment_ids is not None:
+            try:
+                ids = [int(e) for e in experiment_ids]
+            except (TypeError, ValueError):
+                raise errors.InvalidInput(f"invalid experiment ids {experiment_ids!r}",
+                                          field="experiment_ids") from None
+        with self.db.read() as conn:
+            run_ids, token = search_run_ids(
+                conn, experiment_ids=ids, filter_string=filter_string,
+                order_by=list(order_by or []), run_view=run_view, max_results=max_results,
+                page_token=page_token)
+            return self.store.get_runs(conn, run_ids), token
+
+    # -- dataset inputs --------------------------------------------------------------------------
+
+    def log_input(self, run_id: str, *, name: str, digest: str, source: str | None = None,
+                  schema: dict[str, Any] | None = None, num_rows: int | None = None,
+                  context: str = "training") -> str:
+        """Record that ``run_id`` used a dataset version; returns the dataset id."""
+        v.check_name("dataset", name)
+        v.check_key("context", context)
+        if not isinstance(digest, str) or not digest or len(digest) > 64:
+            raise errors.InvalidInput("dataset digest must be a non-empty string of ≤64 chars",
+                                      field="digest")
+        with self.db.write() as conn:
+            self._touch_active_run(conn, v.check_run_id(run_id))
+            dataset_id = self.store.upsert_dataset(conn, {
+                "dataset_id": uuid.uuid4().hex, "name": name, "digest": digest,
+                "source": source, "schema_json": json.dumps(schema) if schema else None,
+                "num_rows": num_rows, "creation_time": now_ms()})
+            self.store.link_input(conn, run_id, dataset_id, context)
+            add_edge(conn, ("dataset", dataset_id), f"input_{context}"[:32], ("run", run_id))
+            self._audit(conn, "run.log_input", "run", run_id,
+                        {"dataset": name, "digest": digest, "context": context})
+        return dataset_id
+
+    # -- artifacts -------------------------------------------------------------------------------
+
+    def log_artifact_file(self, run_id: str, local_path: str | os.PathLike[str],
+                          artifact_path: str) -> ArtifactInfo:
+        """Store a local file under ``artifact_path``: object first, then the metadata."""
+        path = v.check_artifact_path(artifact_path)
+        if not Path(local_path).is_file():
+            raise errors.InvalidInput(f"no such file: {local_path}", field="local_path")
+        v.check_run_id(run_id)
+        self.get_run(run_id)  # fail before uploading for an unknown run
+        digest, size = self.artifacts.put_file(local_path)
+        return self._commit_artifact(run_id, path, digest, size)
+
+    def log_artifact_bytes(self, run_id: str, data: bytes, artifact_path: str) -> ArtifactInfo:
+        path = v.check_artifact_path(artifact_path)
+        v.check_run_id(run_id)
+        self.get_run(run_id)
+        digest, size = self.artifacts.put_bytes(data)
+        return self._commit_artifact(run_id, path, digest, size)
+
+    def _commit_artifact(self, run_id: str, path: str, digest: str, size: int) -> ArtifactInfo:
+        now = now_ms()
+        with self.db.write() as conn:
+            self._touch_active_run(conn, run_id)
+            self.store.put_artifact(conn, run_id, path, digest, size, now)
+            self._audit(conn, "run.log_artifact", "run", run_id,
+                        {"path": path, "digest": digest, "size": size})
+        return ArtifactInfo(path=path, digest=digest, size=size, creation_time=now)
+
+    def list_artifacts(self, run_id: str, path: str = "") -> list[ArtifactInfo]:
+        prefix = v.check_artifact_path(path, allow_empty=True)
+        with self.db.read() as conn:
+            self.store.run_row(conn, v.check_run_id(run_id))
+            return self.store.list_artifacts(conn, run_id, prefix)
+
+    def read_artifact(self, run_id: str, path: str) -> bytes:
+        """The bytes of one artifact file, digest-verified."""
+        found = [a for a in self.list_artifacts(run_id, path) if a.path == path]
+        if not found:
+            raise errors.NotFound(f"run {run_id} has no artifact {path!r}")
+        return self.artifacts.get_bytes(found[0].digest)
+
+    def download_artifacts(self, run_id: str, path: str = "",
+                           dst: str | os.PathLike[str] = ".") -> Path:
+        """Copy an artifact file or folder to ``dst``; returns the local path."""
+        infos = self.list_artifacts(run_id, path)
+        if not infos:
+            raise errors.NotFound(f"run {run_id} has no artifact {path!r}")
+        dst = Path(dst)
+        prefix = v.check_artifact_path(path, allow_empty=True)
+        for info in infos:
+            self.artifacts.get_file(info.digest, dst / info.path)
+        return dst / prefix if prefix else dst
+
+    # -- audit -----------------------------------------------------------------------------------
+
+    def audit_events(self, object_type: str | None = None,
+                     object_id: str | None = None) -> list[dict[str, Any]]:
+        from shipyard.store import tables
+
+        A = tables.audit_events
+        q = sa.select(A).order_by(A.c.id)
+        if object_type:
+            q = q.where(A.c.object_type == object_type)
+        if object_id:
+            q = q.where(A.c.object_id == str(object_id))
+        with self.db.read() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+
+_ADJECTIVES = ("amber", "bold", "calm", "deft", "eager", "fair", "glad", "keen", "lucid",
+               "merry", "noble", "proud", "quick", "rapid", "sharp", "tidy", "vivid", "wise")
+_NOUNS = ("anchor", "beacon", "cutter", "dinghy", "ferry", "galley", "harbor", "keel", "lantern",
+          "mast", "oar", "pier", "rudder", "sail", "schooner", "tide", "wharf", "yawl")
+
+
+def _default_run_name(run_id: str) -> str:
+    n = int(run_id[:8], 16)
+    return f"{_ADJECTIVES[n % len(_ADJECTIVES)]}-{_NOUNS[(n // 31) % len(_NOUNS)]}-{n % 1000}"
+
+
+def iter_points(metrics: dict[str, float], step: int, ts: int) -> Iterable[MetricPoint]:
+    return ((k, val, step, ts) for k, val in metrics.items())

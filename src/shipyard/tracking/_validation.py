@@ -1,0 +1,143 @@
+"""Input checks for tracking, done once in the service layer before anything is written."""
+
+from __future__ import annotations
+
+import math
+import posixpath
+import re
+from numbers import Real
+from typing import Any
+
+from shipyard.errors import InvalidInput
+
+__all__ = [
+    "MAX_NAME",
+    "MAX_KEY",
+    "MAX_PARAM_VALUE",
+    "MAX_TAG_VALUE",
+    "check_name",
+    "check_key",
+    "check_param_value",
+    "check_tag_value",
+    "check_metric",
+    "check_run_id",
+    "check_artifact_path",
+]
+
+MAX_NAME = 250
+MAX_KEY = 250
+MAX_PARAM_VALUE = 6000
+MAX_TAG_VALUE = 8000
+_KEY_RE = re.compile(r"^[\w\-. /:]+$")
+_RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+def check_name(kind: str, name: Any) -> str:
+    """An experiment or run name: a non-empty string of at most 250 characters."""
+    if not isinstance(name, str):
+        raise InvalidInput(f"{kind} name must be a string, got {type(name).__name__}", field=kind)
+    if not name.strip():
+        raise InvalidInput(f"{kind} name must not be empty", field=kind)
+    if len(name) > MAX_NAME:
+        raise InvalidInput(
+            f"{kind} name is {len(name)} characters long; the limit is {MAX_NAME}", field=kind
+        )
+    if any(ch in name for ch in "\x00\n\r"):
+        raise InvalidInput(f"{kind} name must not contain NUL or line breaks", field=kind)
+    return name
+
+
+def check_key(kind: str, key: Any) -> str:
+    """A param, metric or tag key: letters, digits, ``_ - . / : space``; no ``..`` or leading /."""
+    if not isinstance(key, str):
+        raise InvalidInput(f"{kind} key must be a string, got {type(key).__name__}", field=kind)
+    if not key:
+        raise InvalidInput(f"{kind} key must not be empty", field=kind)
+    if len(key) > MAX_KEY:
+        raise InvalidInput(
+            f"{kind} key {key[:40]!r}… is {len(key)} characters long; the limit is {MAX_KEY}",
+            field=kind,
+        )
+    if not _KEY_RE.match(key):
+        raise InvalidInput(
+            f"{kind} key {key!r} has characters outside letters, digits, '_-./: '", field=kind
+        )
+    if key.startswith("/") or ".." in key.split("/"):
+        raise InvalidInput(f"{kind} key {key!r} must be a relative name without '..'", field=kind)
+    return key
+
+
+def _stringify(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float | None):
+        return str(value)
+    return str(value)
+
+
+def check_param_value(key: str, value: Any) -> str:
+    text = _stringify(value)
+    if len(text) > MAX_PARAM_VALUE:
+        raise InvalidInput(
+            f"param {key!r} value is {len(text)} characters; the limit is {MAX_PARAM_VALUE}",
+            field="param",
+        )
+    return text
+
+
+def check_tag_value(key: str, value: Any) -> str:
+    text = _stringify(value)
+    if len(text) > MAX_TAG_VALUE:
+        raise InvalidInput(
+            f"tag {key!r} value is {len(text)} characters; the limit is {MAX_TAG_VALUE}",
+            field="tag",
+        )
+    return text
+
+
+def check_metric(key: str, value: Any, step: Any) -> tuple[float, int]:
+    """A metric value must be a real number (NaN and ±inf are kept); step an integer."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        # numpy scalars are Real; strings and None are not.
+        raise InvalidInput(
+            f"metric {key!r} value must be a number, got {type(value).__name__} {value!r}",
+            field="metric",
+        )
+    if step is None:
+        step = 0
+    if isinstance(step, bool) or not isinstance(step, int | Real) or float(step) != int(step):
+        raise InvalidInput(f"metric {key!r} step must be an integer, got {step!r}", field="step")
+    fvalue = float(value)
+    if math.isnan(fvalue):
+        fvalue = math.nan
+    return fvalue, int(step)
+
+
+def check_run_id(run_id: Any) -> str:
+    if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id):
+        raise InvalidInput(f"invalid run id {run_id!r}: expected 32 hex characters", field="run_id")
+    return run_id
+
+
+def check_artifact_path(path: Any, *, allow_empty: bool = False) -> str:
+    """A relative POSIX artifact path without ``..``, backslashes or a leading slash."""
+    if path is None or path == "":
+        if allow_empty:
+            return ""
+        raise InvalidInput("artifact path must not be empty", field="artifact_path")
+    if not isinstance(path, str):
+        raise InvalidInput("artifact path must be a string", field="artifact_path")
+    if "\\" in path or "\x00" in path:
+        raise InvalidInput(
+            f"artifact path {path!r} must use '/' and no NUL characters", field="artifact_path"
+        )
+    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+        raise InvalidInput(f"artifact path {path!r} must be relative", field="artifact_path")
+    parts = path.split("/")
+    if any(p in ("..", ".") for p in parts):
+        raise InvalidInput(
+            f"artifact path {path!r} must not contain '.' or '..' segments", field="artifact_path"
+        )
+    if len(path) > 1024:
+        raise InvalidInput("artifact path is longer than 1024 characters", field="artifact_path")
+    return posixpath.normpath(path).strip("/")
