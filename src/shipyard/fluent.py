@@ -9,6 +9,7 @@ returns.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import threading
 import time
@@ -263,16 +264,13 @@ os.register_at_fork(after_in_child=_reset_after_fork)
 
 @atexit.register
 def _close_at_exit() -> None:
+    # The interpreter is going away: keep ending the others whatever one of them raises.
     for run in reversed(list(_stack)):
-        try:
+        with contextlib.suppress(Exception):
             run.end(RunStatus.FINISHED)
-        except Exception:  # noqa: BLE001 - the interpreter is going away; keep ending others
-            pass
     for writer in list(_writers.values()):
-        try:
+        with contextlib.suppress(Exception):
             writer.close()
-        except Exception:  # noqa: BLE001
-            pass
 
 
 # -- module-level API ---------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     RUNNING = "RUNNING"
     SCHEDULED = "SCHEDULED"
     FINISHED = "FINISHED"
@@ -31,7 +31,7 @@ class RunStatus(str, Enum):
         return self in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED)
 
 
-class LifecycleStage(str, Enum):
+class LifecycleStage(StrEnum):
     ACTIVE = "active"
     DELETED = "deleted"
 
