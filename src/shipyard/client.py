@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import threading
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipyard.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from shipyard.artifacts import ArtifactStore
+    from shipyard.store import Database
+    from shipyard.tracking import TrackingService
 
 __all__ = ["Client", "default_client", "reset_default_client"]
 
@@ -27,20 +32,20 @@ class Client:
         self.settings = base.model_copy(update=overrides) if overrides else base
 
     @cached_property
-    def db(self):  # type: ignore[no-untyped-def]
+    def db(self) -> Database:
         from shipyard.store import Database
 
         return Database(self.settings.db_url)
 
     @cached_property
-    def artifact_store(self):  # type: ignore[no-untyped-def]
+    def artifact_store(self) -> ArtifactStore:
         from shipyard.artifacts import ArtifactStore
 
         return ArtifactStore(self.settings.artifacts_uri,
                              s3_endpoint_url=self.settings.s3_endpoint_url)
 
     @cached_property
-    def tracking(self):  # type: ignore[no-untyped-def]
+    def tracking(self) -> TrackingService:
         from shipyard.tracking import TrackingService
 
         return TrackingService(self.db, self.artifact_store, self.settings.actor)

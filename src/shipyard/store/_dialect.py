@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -10,22 +11,25 @@ from sqlalchemy.engine import Connection
 __all__ = ["insert_ignore", "upsert", "upsert_latest_metric"]
 
 
-def _insert(conn: Connection, table: sa.Table):  # type: ignore[no-untyped-def]
+def _insert(conn: Connection, table: sa.Table) -> Any:
+    """The dialect's INSERT construct (both have ``on_conflict_do_*`` with the same API)."""
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - only the two dialects are supported
-        raise NotImplementedError(f"unsupported database dialect {conn.dialect.name}")
-    return insert(table)
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert(table)
+    raise ValueError(f"unsupported database dialect {conn.dialect.name}")
 
 
-def insert_ignore(conn: Connection, table: sa.Table, keys: Sequence[str]):  # type: ignore[no-untyped-def]
+def insert_ignore(conn: Connection, table: sa.Table, keys: Sequence[str]) -> Any:
     """``INSERT … ON CONFLICT (keys) DO NOTHING``."""
     return _insert(conn, table).on_conflict_do_nothing(index_elements=list(keys))
 
 
-def upsert(conn: Connection, table: sa.Table, keys: Sequence[str], update: Sequence[str]):  # type: ignore[no-untyped-def]
+def upsert(conn: Connection, table: sa.Table, keys: Sequence[str], update: Sequence[str]) -> Any:
     """``INSERT … ON CONFLICT (keys) DO UPDATE SET update = excluded.update``."""
     stmt = _insert(conn, table)
     return stmt.on_conflict_do_update(
@@ -33,7 +37,7 @@ def upsert(conn: Connection, table: sa.Table, keys: Sequence[str], update: Seque
     )
 
 
-def upsert_latest_metric(conn: Connection, table: sa.Table):  # type: ignore[no-untyped-def]
+def upsert_latest_metric(conn: Connection, table: sa.Table) -> Any:
     """Upsert into ``latest_metrics``, keeping the point with the largest (step, timestamp)."""
     stmt = _insert(conn, table)
     ex = stmt.excluded
