@@ -16,6 +16,7 @@ Semantics callers should know:
   folds ASCII letters only.
 * Ordering puts runs missing the key (or with a NaN metric) last in both directions, then
   ``start_time DESC`` (unless ordered on already), then ``run_id`` for stable pagination.
+  Strings sort by the database collation (binary on SQLite).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import binascii
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -33,16 +34,8 @@ from sqlalchemy.engine import Connection
 from shipyard import errors
 from shipyard.store._schema import datasets, latest_metrics, params, run_inputs, runs, tags
 
-__all__ = [
-    "Clause",
-    "OrderKey",
-    "parse_filter",
-    "parse_order_by",
-    "search_run_ids",
-    "encode_page_token",
-    "decode_page_token",
-    "MAX_RESULTS_LIMIT",
-]
+__all__ = ["Clause", "OrderKey", "parse_filter", "parse_order_by", "search_run_ids",
+           "encode_page_token", "decode_page_token", "MAX_RESULTS_LIMIT"]
 
 MAX_RESULTS_LIMIT = 50000
 Value = float | int | str | tuple[Any, ...] | None
@@ -133,20 +126,18 @@ class _Token:
 
 
 class _Parser:
-    def __init__(self, text: str, what: str) -> None:
-        self.text, self.what = text, what
-        self.tokens = _tokenize(text, self._fail)
-        self.i = 0
+    """Recursive descent over the tokens of one filter string or one order_by item."""
 
-    def _fail(self, pos: int, near: str, problem: str) -> errors.InvalidInput:
-        where = f'near "{near}"' if near else "at end of input"
-        return errors.InvalidInput(
-            f"invalid {self.what} at position {pos} {where}: {problem}",
-            field="order_by" if self.what.startswith("order_by") else "filter",
-        )
+    def __init__(self, text: str, what: str) -> None:
+        self.what, self.i = what, 0
+        self.tokens = _tokenize(text, lambda pos, near, problem: self.fail(
+            _Token("error", near, pos), problem))
 
     def fail(self, tok: _Token, problem: str) -> errors.InvalidInput:
-        return self._fail(tok.pos, tok.text, problem)
+        where = f'near "{tok.text}"' if tok.text else "at end of input"
+        return errors.InvalidInput(
+            f"invalid {self.what} at position {tok.pos} {where}: {problem}",
+            field="order_by" if self.what.startswith("order_by") else "filter")
 
     def peek(self) -> _Token:
         return self.tokens[self.i]
@@ -222,7 +213,7 @@ class _Parser:
         return items
 
     def clause(self) -> Clause:
-        entity, key, ident = self.identifier()
+        entity, key, _ = self.identifier()
         comp, ctok = self.comparator()
         allowed = _ATTRIBUTES[key][1] if entity == "attribute" else _ALLOWED[entity]
         if comp not in allowed:
@@ -243,10 +234,10 @@ class _Parser:
                 raise self.fail(tok, f"{entity} {key} needs a number, not a string")
             return tok.value if kind == "metric" or not tok.value.is_integer() else int(tok.value)
         if kind == "int":
-            try:
-                return int(tok.value if tok.kind == "string" else _exact_int(tok.value))
-            except (TypeError, ValueError):
-                raise self.fail(tok, f"{key} needs an integer") from None
+            text = tok.value.strip() if tok.kind == "string" else tok.text
+            if not re.fullmatch(r"[+-]?\d+", text):
+                raise self.fail(tok, f"{key} needs an integer")
+            return int(text)
         if tok.kind != "string":
             raise self.fail(tok, f"values for {entity} {key} must be quoted strings")
         value: str = tok.value
@@ -257,12 +248,6 @@ class _Parser:
         if "LIKE" in comp and re.search(r"(?<!\\)(?:\\\\)*\\$", value):
             raise self.fail(tok, "LIKE pattern must not end with an escape character")
         return value
-
-
-def _exact_int(value: float) -> int:
-    if not value.is_integer():
-        raise ValueError(value)
-    return int(value)
 
 
 def _attribute_key(key: str, tok: _Token, parser: _Parser) -> str:
@@ -282,7 +267,7 @@ def _tokenize(text: str, fail: Any) -> list[_Token]:
             problem = "unterminated quote" if ch in "'\"`" else "unexpected character"
             raise fail(pos, text[pos:pos + 10], problem)
         kind = m.lastgroup if m.lastgroup not in ("bt", "dq", "bare") else "ident"
-        tok_text, value = m.group(), None
+        tok_text, value = m.group(), cast(Any, None)
         if kind == "ident":
             key = m["bt"] if m["bt"] is not None else m["dq"] or m["bare"] or ""
             value = (m["entity"], key.replace('""', '"') if m["dq"] is not None else key)
@@ -296,7 +281,7 @@ def _tokenize(text: str, fail: Any) -> list[_Token]:
         elif kind == "string":
             value = tok_text[1:-1].replace(tok_text[0] * 2, tok_text[0])
         if kind != "ws":
-            tokens.append(_Token(kind, tok_text, pos, value))  # type: ignore[arg-type]
+            tokens.append(_Token(str(kind), tok_text, pos, value))
         pos = m.end()
     tokens.append(_Token("end", "", len(text)))
     return tokens
@@ -379,15 +364,10 @@ def _like(col: Any, pattern: str, dialect: str, insensitive: bool) -> Any:
 def _compare(col: Any, comp: str, value: Any, dialect: str) -> Any:
     if comp in ("LIKE", "ILIKE"):
         return _like(col, value, dialect, comp == "ILIKE")
-    ops = {
-        "=": col.__eq__, "!=": col.__ne__, "<": col.__lt__, "<=": col.__le__,
-        ">": col.__gt__, ">=": col.__ge__, "IN": col.in_, "NOT IN": col.not_in,
-    }
-    if comp == "IS NULL":
-        return col.is_(None)
-    if comp == "IS NOT NULL":
-        return col.is_not(None)
-    return ops[comp](list(value) if comp.endswith("IN") else value)
+    op = {"=": "__eq__", "!=": "__ne__", "<": "__lt__", "<=": "__le__", ">": "__gt__",
+          ">=": "__ge__", "IN": "in_", "NOT IN": "not_in", "IS NULL": "is_",
+          "IS NOT NULL": "is_not"}[comp]
+    return getattr(col, op)(list(value) if comp.endswith("IN") else value)
 
 
 def _exists(table: sa.Table, key: str, *conds: Any) -> Any:
@@ -433,7 +413,7 @@ def _ordering(keys: list[OrderKey], dialect: str) -> tuple[Any, list[Any]]:
     tables = {"metric": latest_metrics, "param": params, "tag": tags}
     for n, key in enumerate(keys):
         if key.entity == "attribute":
-            col, nullable = runs.c[key.key], runs.c[key.key].nullable
+            col, nullable = runs.c[key.key], bool(runs.c[key.key].nullable)
         else:
             t = tables[key.entity].alias(f"order_{n}")
             frm = frm.outerjoin(t, sa.and_(t.c.run_id == runs.c.run_id, t.c.key == key.key))
@@ -471,6 +451,8 @@ def search_run_ids(
                                   f"got {max_results!r}", field="max_results")
     offset = decode_page_token(page_token) if page_token else 0
     try:
+        if isinstance(experiment_ids, str | bytes):
+            raise TypeError(experiment_ids)
         exp_ids = None if experiment_ids is None else [int(e) for e in experiment_ids]
     except (TypeError, ValueError):
         raise errors.InvalidInput(f"invalid experiment ids {experiment_ids!r}",
@@ -482,8 +464,8 @@ def search_run_ids(
     where = [_condition(c, dialect) for c in clauses]
     if exp_ids is not None:
         where.append(runs.c.experiment_id.in_(exp_ids))
-    if _RUN_VIEWS[view] is not None:
-        where.append(runs.c.lifecycle_stage.in_(_RUN_VIEWS[view]))
+    if (stages := _RUN_VIEWS[view]) is not None:
+        where.append(runs.c.lifecycle_stage.in_(stages))
     stmt = (sa.select(runs.c.run_id).select_from(frm).where(*where).order_by(*terms)
             .offset(offset).limit(max_results + 1))
     ids = list(conn.execute(stmt).scalars())
