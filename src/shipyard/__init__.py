@@ -18,7 +18,7 @@ _FLUENT = (
     "ActiveRun", "start_run", "end_run", "active_run", "set_experiment", "log_param",
     "log_params", "log_metric", "log_metrics", "set_tag", "set_tags", "log_artifact",
     "log_artifacts", "log_dict", "log_text", "log_figure", "log_table", "log_input", "flush",
-    "get_run", "search_runs",
+    "get_run", "search_runs", "log_model", "load_model", "register_model", "set_alias",
 )
 _LAZY: dict[str, str] = {name: "shipyard.fluent" for name in _FLUENT}
 _LAZY.update({

@@ -16,6 +16,7 @@ from shipyard.config import Settings, get_settings
 
 if TYPE_CHECKING:
     from shipyard.artifacts import ArtifactStore
+    from shipyard.registry import RegistryService
     from shipyard.store import Database
     from shipyard.tracking import TrackingService
 
@@ -49,6 +50,12 @@ class Client:
         from shipyard.tracking import TrackingService
 
         return TrackingService(self.db, self.artifact_store, self.settings.actor)
+
+    @cached_property
+    def registry(self) -> RegistryService:
+        from shipyard.registry import RegistryService
+
+        return RegistryService(self.tracking, self.settings.home / "cache" / "models")
 
     # The tracking service's public methods, reachable on the client directly.
     _TRACKING = frozenset({

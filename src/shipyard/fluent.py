@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import threading
 import time
@@ -25,6 +26,8 @@ from shipyard.tracking import _validation as v
 if TYPE_CHECKING:
     import pandas as pd
 
+    from shipyard.models import LoadedModel
+    from shipyard.registry import AliasChange, ModelInfo, ModelVersion
     from shipyard.tracking import ArtifactInfo, Run
 
 __all__ = [
@@ -49,6 +52,10 @@ __all__ = [
     "flush",
     "get_run",
     "search_runs",
+    "log_model",
+    "load_model",
+    "register_model",
+    "set_alias",
 ]
 
 
@@ -201,6 +208,15 @@ class ActiveRun:
                                        source=source, schema=fp["schema"],
                                        num_rows=fp["num_rows"], context=context)
 
+    def log_model(self, model: Any, artifact_path: str = "model", *,
+                  input_example: Any = None, signature: Any = None, flavor: str | None = None,
+                  registered_model_name: str | None = None) -> ModelInfo:
+        """Save ``model`` (any supported flavor) in this run; register it when named."""
+        self.flush()  # the registered version snapshots the run's metrics
+        return self._client.registry.log_model(
+            self.run_id, model, artifact_path, flavor=flavor, input_example=input_example,
+            signature=signature, registered_model_name=registered_model_name)
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     def flush(self) -> None:
@@ -312,7 +328,8 @@ def start_run(experiment: str | None = None, *, run_name: str | None = None,
         else:
             exp_id = _experiment.get("id") or service.get_or_create_experiment(
                 "Default").experiment_id
-        run = service.create_run(exp_id, run_name=run_name, parent_run_id=parent, tags=tags)
+        run = service.create_run(exp_id, run_name=run_name, parent_run_id=parent,
+                                 tags={**_source_tags(), **(tags or {})})
     active = ActiveRun(run, client, sync=client.settings.sync_logging)
     sample = client.settings.system_metrics if log_system_metrics is None else log_system_metrics
     if sample:
@@ -451,3 +468,51 @@ def _pages() -> Iterator[int]:
     while True:
         yield i
         i += 1
+
+
+@functools.lru_cache(maxsize=1)
+def _source_tags() -> dict[str, str]:
+    """The script and, inside a git work tree, the commit and dirty flag (once per process)."""
+    import subprocess
+    import sys
+
+    tags = {"shipyard.source.name": Path(sys.argv[0]).name if sys.argv and sys.argv[0]
+            else "<interactive>"}
+    here = Path.cwd().resolve()
+    if not any((p / ".git").exists() for p in (here, *here.parents)):
+        return tags
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return tags
+    tags["shipyard.git.commit"] = commit
+    tags["shipyard.git.dirty"] = str(bool(dirty.strip())).lower()
+    return tags
+
+
+def log_model(model: Any, artifact_path: str = "model", *, input_example: Any = None,
+              signature: Any = None, flavor: str | None = None,
+              registered_model_name: str | None = None) -> ModelInfo:
+    """Log ``model`` in the active run (see :meth:`ActiveRun.log_model`)."""
+    return _require_run().log_model(model, artifact_path, input_example=input_example,
+                                    signature=signature, flavor=flavor,
+                                    registered_model_name=registered_model_name)
+
+
+def load_model(uri: str, client: Client | None = None) -> LoadedModel:
+    """Load ``runs:/<run>/<path>``, ``models:/<name>/<version>`` or ``models:/<name>@<alias>``."""
+    return (client or default_client()).registry.load_model(uri)
+
+
+def register_model(model_uri: str, name: str, client: Client | None = None) -> ModelVersion:
+    """Register the model logged at ``runs:/<run>/<path>`` as the next version of ``name``."""
+    flush()
+    return (client or default_client()).registry.register(model_uri, name)
+
+
+def set_alias(name: str, alias: str, version: int, client: Client | None = None) -> AliasChange:
+    """Point ``name@alias`` at ``version``."""
+    return (client or default_client()).registry.set_alias(name, alias, version)

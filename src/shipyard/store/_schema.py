@@ -196,3 +196,87 @@ audit_events = Table(
     Column("details", Text, nullable=True),
     Index("ix_audit_events_object", "object_type", "object_id"),
 )
+
+# -- model registry -----------------------------------------------------------------------------
+
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("description", Text, nullable=True),
+    Column("owner", String(256), nullable=True),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_update_time", BigInteger, nullable=False),
+)
+
+registered_model_tags = Table(
+    "registered_model_tags",
+    metadata,
+    Column("name", String(256), ForeignKey("registered_models.name", ondelete="CASCADE"),
+           nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Text, nullable=True),
+    PrimaryKeyConstraint("name", "key"),
+)
+
+# Immutable once READY: only status, description and tags change after registration.
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("name", String(256), ForeignKey("registered_models.name", ondelete="CASCADE"),
+           nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("run_id", String(32), ForeignKey("runs.run_id"), nullable=True),
+    Column("digest", String(64), nullable=False),
+    Column("flavor", String(32), nullable=False),
+    Column("signature_json", Text, nullable=True),
+    Column("environment_json", Text, nullable=True),
+    Column("metrics_json", Text, nullable=True),
+    Column("code_commit", String(64), nullable=True),
+    Column("code_dirty", Boolean, nullable=True),
+    Column("feature_refs_json", Text, nullable=True),
+    Column("description", Text, nullable=True),
+    Column("creator", String(256), nullable=True),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_update_time", BigInteger, nullable=False),
+    PrimaryKeyConstraint("name", "version"),
+    Index("ix_model_versions_run", "run_id"),
+    Index("ix_model_versions_digest", "digest"),
+)
+
+model_version_tags = Table(
+    "model_version_tags",
+    metadata,
+    Column("name", String(256), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Text, nullable=True),
+    PrimaryKeyConstraint("name", "version", "key"),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("name", String(256), ForeignKey("registered_models.name", ondelete="CASCADE"),
+           nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    PrimaryKeyConstraint("name", "alias"),
+)
+
+# Every alias move: answers "which version was production at time T?".
+alias_history = Table(
+    "alias_history",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(256), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("from_version", Integer, nullable=True),
+    Column("to_version", Integer, nullable=True),
+    Column("actor", String(256), nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("reason", Text, nullable=True),
+    Index("ix_alias_history_lookup", "name", "alias", "timestamp"),
+)

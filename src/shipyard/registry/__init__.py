@@ -1,0 +1,33 @@
+"""Model registry: registered models, immutable versions, aliases with history, lineage.
+
+Public API: :class:`RegistryService` (``log_model``, ``load_model``, ``register``,
+``resolve``, ``set_alias``, ``alias_history``, ``alias_at``, ``lineage`` …), the models
+:class:`RegisteredModel`, :class:`ModelVersion`, :class:`AliasChange`, :class:`ModelInfo`,
+:class:`VersionStatus`, URIs (:func:`parse_model_uri`), the alias policy hook
+(:func:`register_alias_policy`).
+"""
+
+from ._entities import AliasChange, ModelInfo, ModelVersion, RegisteredModel, VersionStatus
+from ._service import (
+    AliasPolicy,
+    RegistryService,
+    clear_alias_policies,
+    register_alias_policy,
+)
+from ._uri import ModelRef, check_alias, check_model_name, parse_model_uri
+
+__all__ = [
+    "AliasChange",
+    "AliasPolicy",
+    "ModelInfo",
+    "ModelRef",
+    "ModelVersion",
+    "RegisteredModel",
+    "RegistryService",
+    "VersionStatus",
+    "check_alias",
+    "check_model_name",
+    "clear_alias_policies",
+    "parse_model_uri",
+    "register_alias_policy",
+]
