@@ -4,10 +4,12 @@ Public API: :class:`RegistryService` (``log_model``, ``load_model``, ``register`
 ``resolve``, ``set_alias``, ``alias_history``, ``alias_at``, ``lineage`` …), the models
 :class:`RegisteredModel`, :class:`ModelVersion`, :class:`AliasChange`, :class:`ModelInfo`,
 :class:`VersionStatus`, URIs (:func:`parse_model_uri`), the alias policy hook
-(:func:`register_alias_policy`).
+(:func:`register_alias_policy`) and deployment packaging
+(:func:`package_model`, :class:`PackageOptions`).
 """
 
 from ._entities import AliasChange, ModelInfo, ModelVersion, RegisteredModel, VersionStatus
+from ._packaging import PackageOptions, package_model
 from ._service import (
     AliasPolicy,
     RegistryService,
@@ -22,12 +24,14 @@ __all__ = [
     "ModelInfo",
     "ModelRef",
     "ModelVersion",
+    "PackageOptions",
     "RegisteredModel",
     "RegistryService",
     "VersionStatus",
     "check_alias",
     "check_model_name",
     "clear_alias_policies",
+    "package_model",
     "parse_model_uri",
     "register_alias_policy",
 ]
