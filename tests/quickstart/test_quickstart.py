@@ -143,3 +143,11 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     boosting = next(c for c in children if c.run_name == "hist_gradient_boosting")
     assert len(service.get_metric_history(boosting.run_id, "valid_roc_auc")) >= 10
     assert f"Best run: {children[0].run_id}" in done.stdout
+
+    registry = Client(Settings(home=home)).registry
+    champion = registry.resolve("models:/credit-risk@champion")
+    assert champion.run_id == children[0].run_id  # the best candidate
+    assert champion.metrics["roc_auc"] == pytest.approx(children[0].metrics["roc_auc"])
+    assert [d["name"] for d in registry.lineage(champion.uri)["run"]["datasets"]] == [
+        "credit-applications"]
+    assert "credit-risk@champion" in done.stdout and "shipyard models lineage" in done.stdout

@@ -198,32 +198,9 @@ def lineage(ref: str = _VERSION_REF, output: Output = output_option()) -> None:
     if output is Output.json:
         print_json(graph)
         return
-    console().print(render_lineage(graph))
+    from shipyard.registry import lineage_tree
 
-
-def render_lineage(graph: dict) -> object:  # type: ignore[type-arg]
-    """A rich Tree of a lineage graph (shared with the quickstart)."""
-    from rich.tree import Tree
-
-    mv = graph["model_version"]
-    aliases = f"  aliases: {', '.join(mv['aliases'])}" if mv["aliases"] else ""
-    root = Tree(f"[bold]{mv['name']} v{mv['version']}[/] ({mv['flavor']}, digest "
-                f"{mv['digest'][:12]}){aliases}")
-    run = graph.get("run")
-    if run:
-        node = root.add(f"run {run['run_id'][:12]} [dim]{run['run_name']}[/] ({run['status']})")
-        if run["params"]:
-            node.add("params: " + ", ".join(f"{k}={v}" for k, v in sorted(run["params"].items())))
-        if run["metrics"]:
-            node.add("metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in
-                                             sorted(run["metrics"].items())))
-        for ds in run["datasets"]:
-            node.add(f"dataset {ds['name']} ({ds['context']}) digest {ds['digest'][:12]}, "
-                     f"{ds.get('num_rows') or '?'} rows")
-    code = graph.get("code") or {}
-    root.add(f"code {code.get('commit') or 'not in a git work tree'}"
-             f"{' (dirty)' if code.get('dirty') else ''}")
-    return root
+    console().print(lineage_tree(graph))
 
 
 @app.command("package")

@@ -64,5 +64,9 @@ def print_where_to_look(ctx: QuickstartContext) -> None:
     ]
     if ctx.best_run_id:
         commands.append(f"shipyard runs show {ctx.best_run_id}")
+    if "champion" in ctx.extras:
+        commands += ["shipyard models list", "shipyard models show credit-risk@champion",
+                     "shipyard models lineage credit-risk@champion",
+                     "shipyard models package credit-risk@champion --out deploy/"]
     for command in commands:
         out.print(f"  {command}", soft_wrap=True, markup=False)

@@ -85,6 +85,12 @@ def _step_compare(ctx: QuickstartContext) -> None:
     print_leaderboard(ctx)
 
 
+def _step_register(ctx: QuickstartContext) -> None:
+    from ._registry import register_champion
+
+    register_champion(ctx)
+
+
 def _step_where(ctx: QuickstartContext) -> None:
     from ._report import print_where_to_look
 
@@ -96,6 +102,7 @@ STEPS: list[Step] = [
     Step("data", "Generate synthetic credit applications", _step_data),
     Step("train", "Train and track three candidate models", _step_train),
     Step("compare", "Compare the runs", _step_compare),
+    Step("register", "Register the best model as credit-risk@champion", _step_register),
     Step("where-to-look", "Where to look next", _step_where),
 ]
 

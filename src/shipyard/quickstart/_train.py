@@ -2,7 +2,8 @@
 
 Each candidate run logs its params, the data set as an input, a validation curve, the final
 validation metrics, a permutation feature-importance table (Parquet), the ROC curve points
-(Parquet) and, when matplotlib is installed, the ROC curve as a PNG.
+(Parquet), when matplotlib is installed the ROC curve as a PNG, and the fitted model (with its
+signature and environment) so the registry step can register the best one.
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ def _train_one(ctx: QuickstartContext, cand: Candidate, split: Split,
         metrics["train_roc_auc"] = float(roc_auc_score(y, fitted.model.predict_proba(X)[:, 1]))
         run.log_metrics(metrics)
         _log_explanations(run, cand.name, fitted.model, Xv, yv, proba, metrics, ctx.seed)
+        info = run.log_model(fitted.model, input_example=Xv.head(5))
+        ctx.extras.setdefault("model_uris", {})[run.run_id] = info.model_uri
         progress.advance(task)
     ctx.run_ids.append(run.run_id)
     ctx.models[run.run_id] = fitted.model
