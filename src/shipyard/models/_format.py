@@ -171,7 +171,12 @@ def read_manifest(path: Path) -> Manifest:
     if not file.is_file():
         raise errors.InvalidInput(f"{path} is not a Shipyard model folder (no {MANIFEST})",
                                   field="path")
-    return Manifest.model_validate_json(file.read_bytes())
+    try:
+        return Manifest.model_validate_json(file.read_bytes())
+    except ValueError as exc:  # pydantic's ValidationError (bad JSON, wrong fields) included
+        raise errors.IntegrityError(
+            f"model file {MANIFEST} in {path} is not a valid manifest (corrupted or edited): "
+            f"{exc}") from exc
 
 
 def verify_dir(path: Path, expected_digest: str | None = None) -> tuple[Manifest, str]:
@@ -181,7 +186,8 @@ def verify_dir(path: Path, expected_digest: str | None = None) -> tuple[Manifest
     if expected_digest is not None and digest != expected_digest:
         raise errors.IntegrityError(
             f"model at {path} has digest {digest}, but {expected_digest} was registered: "
-            "the artifact was modified after registration")
+            f"its {MANIFEST} (which lists every file's SHA-256) was modified after "
+            "registration; refusing to load it")
     for rel, want in manifest.files.items():
         file = path / rel
         if not file.is_file():

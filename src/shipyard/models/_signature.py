@@ -149,25 +149,27 @@ def _enforce_columns(specs: list[ColumnSpec], frame: Any, extra: str) -> Any:
         frame = frame.set_axis([s.name for s in specs], axis=1)  # positional array input
     problems: list[str] = []
     wanted = [s.name for s in specs]
-    missing = [n for n in wanted if n not in frame.columns]
+    # names are strings in the signature; a frame may label its columns 0, 1, … (kept as is)
+    labels = {str(c): c for c in frame.columns}
+    missing = [n for n in wanted if n not in labels]
     if missing:
         problems.append(f"missing columns: {', '.join(missing)}")
-    extras = [str(c) for c in frame.columns if str(c) not in wanted]
+    extras = [name for name in labels if name not in wanted]
     if extras and extra == "error":
         problems.append(f"unexpected columns: {', '.join(extras)} "
                         "(the model was not trained on them)")
     out = {}
     for spec in specs:
-        if spec.name not in frame.columns:
+        if spec.name not in labels:
             continue
-        col = frame[spec.name]
+        col = frame[labels[spec.name]]
         converted, problem = _convert(spec, col)
         if problem:
             problems.append(problem)
         elif not spec.nullable and bool(converted.isna().any()):
             problems.append(f"column {spec.name!r} has missing values but the model's "
                             "signature does not allow nulls")
-        out[spec.name] = converted
+        out[labels[spec.name]] = converted
     if problems:
         raise errors.InvalidInput("input does not match the model signature: "
                                   + "; ".join(problems), field="inputs")
@@ -182,7 +184,14 @@ def _convert(spec: ColumnSpec, col: Any) -> tuple[Any, str | None]:
     if actual == expected or (expected == "category" and actual == "string") \
             or (expected == "string" and actual == "category"):
         if expected == "category" and spec.categories is not None:
-            return col.astype(pd.CategoricalDtype(spec.categories)).where(col.notna()), None
+            values = col.astype(object) if actual == "category" else col
+            unseen = pd.unique(values[~values.isin(spec.categories) & values.notna()])
+            if len(unseen):
+                shown = ", ".join(repr(_plain(v)) for v in unseen[:5])
+                more = f" and {len(unseen) - 5} more" if len(unseen) > 5 else ""
+                return col, (f"column {spec.name!r} has values that are not among its "
+                             f"categories: {shown}{more}")
+            return col.astype(pd.CategoricalDtype(spec.categories)), None
         return col, None
     if (actual, expected) in _WIDENING:
         target = {"integer": "int32", "long": "int64", "float": "float32",

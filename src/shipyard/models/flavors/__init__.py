@@ -51,17 +51,22 @@ def get_flavor(name: str) -> Flavor:
     if module is None:
         raise errors.InvalidInput(f"unknown model flavor {name!r}; known: {', '.join(FLAVORS)}",
                                   field="flavor")
-    return importlib.import_module(module)  # type: ignore[return-value]
+    return importlib.import_module(module)  # a module with the Flavor functions
 
 
 def flavor_for(model: Any) -> Flavor:
     """The flavor that can save ``model`` (by its class's library, then by duck typing)."""
-    roots = {c.__module__.split(".")[0] for c in type(model).__mro__}
-    for root, name in _ROOTS.items():
-        if root in roots:
-            flavor = get_flavor(name)
-            if flavor.matches(model):
-                return flavor
+    # Nearest class first: an XGBClassifier is also a scikit-learn BaseEstimator, but its own
+    # library's flavor (native format) must win over pickling it as a scikit-learn model.
+    tried: set[str] = set()
+    for cls in type(model).__mro__:
+        name = _ROOTS.get(cls.__module__.split(".")[0])
+        if name is None or name in tried:
+            continue
+        tried.add(name)
+        flavor = get_flavor(name)
+        if flavor.matches(model):
+            return flavor
     pyfunc = get_flavor("pyfunc")
     if pyfunc.matches(model):
         return pyfunc
@@ -75,7 +80,9 @@ def require(module: str, extra: str) -> Any:
     """Import an optional library or raise MissingDependency naming the pip extra."""
     try:
         return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
+    except ImportError as exc:  # not installed, or installed but broken (a missing shared lib)
+        found = isinstance(exc, ModuleNotFoundError) and exc.name in (module, None)
+        why = "which is not installed" if found else f"which cannot be imported ({exc})"
         raise errors.MissingDependency(
-            f"this model needs {module!r}, which is not installed: "
+            f"this model needs {module!r}, {why}: "
             f"pip install 'shipyard-mlops[{extra}]'") from exc
