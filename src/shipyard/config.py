@@ -33,12 +33,18 @@ class _YamlSource(PydanticBaseSettingsSource):
 
     def _data(self) -> dict[str, Any]:
         if not hasattr(self, "_cache"):
-            path = Path(os.environ.get("SHIPYARD_CONFIG", "shipyard.yaml"))
+            named = os.environ.get("SHIPYARD_CONFIG")
+            path = Path(named or "shipyard.yaml")
+            if named and not path.is_file():  # a typo must not silently mean "defaults"
+                raise ValueError(f"SHIPYARD_CONFIG names {str(path)!r}, which is not a file")
             data: dict[str, Any] = {}
             if path.is_file():
                 import yaml
 
-                loaded = yaml.safe_load(path.read_text()) or {}
+                try:
+                    loaded = yaml.safe_load(path.read_text()) or {}
+                except yaml.YAMLError as exc:
+                    raise ValueError(f"{path}: not valid YAML: {exc}") from exc
                 if not isinstance(loaded, dict):
                     raise ValueError(f"{path}: expected a mapping of settings at the top level")
                 data = {str(k).lower(): v for k, v in loaded.items()}

@@ -116,7 +116,8 @@ class ActiveRun:
                    timestamp: int | None = None) -> None:
         fvalue, istep = v.check_metric(key, value, step)
         point = (v.check_key("metric", key), fvalue, istep,
-                 timestamp if timestamp is not None else int(time.time() * 1000))
+                 v.check_timestamp(key, timestamp) if timestamp is not None
+                 else int(time.time() * 1000))
         if self._writer is None:
             self._service.log_batch(self.run_id, metrics=[point], validated=True)
         else:
@@ -124,7 +125,8 @@ class ActiveRun:
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None,
                     timestamp: int | None = None) -> None:
-        ts = timestamp if timestamp is not None else int(time.time() * 1000)
+        ts = (v.check_timestamp("*", timestamp) if timestamp is not None
+              else int(time.time() * 1000))
         points = [(v.check_key("metric", k), *v.check_metric(k, val, step), ts)
                   for k, val in metrics.items()]
         if self._writer is None:
@@ -148,7 +150,8 @@ class ActiveRun:
                      artifact_path: str | None = None) -> ArtifactInfo:
         """Store a file as ``<artifact_path>/<file name>`` (or at the top level)."""
         name = Path(local_path).name
-        target = f"{artifact_path.strip('/')}/{name}" if artifact_path else name
+        prefix = v.check_artifact_path(artifact_path, allow_empty=True)
+        target = f"{prefix}/{name}" if prefix else name
         return self._service.log_artifact_file(self.run_id, local_path, target)
 
     def log_artifacts(self, local_dir: str | os.PathLike[str],
@@ -158,12 +161,13 @@ class ActiveRun:
         if not root.is_dir():
             raise errors.InvalidInput(f"no such directory: {local_dir}", field="local_dir")
         prefix = v.check_artifact_path(artifact_path, allow_empty=True)
-        out = []
+        files = []
         for file in sorted(p for p in root.rglob("*") if p.is_file()):
             rel = file.relative_to(root).as_posix()
-            out.append(self._service.log_artifact_file(
-                self.run_id, file, f"{prefix}/{rel}" if prefix else rel))
-        return out
+            # Check every name before storing any, so a bad one leaves nothing half-logged.
+            files.append((file, v.check_artifact_path(f"{prefix}/{rel}" if prefix else rel)))
+        return [self._service.log_artifact_file(self.run_id, file, target)
+                for file, target in files]
 
     def log_dict(self, data: Any, artifact_file: str) -> ArtifactInfo:
         """Store a dict (or list) as JSON, or YAML when the name ends in .yaml/.yml."""
@@ -255,6 +259,11 @@ def _writer_for(client: Client) -> Any:
 
     with _lock:
         writer = _writers.get(id(client))
+        if writer is not None and writer.service is not client.tracking:
+            # The id() of a garbage-collected client, reused by this one: that writer
+            # talks to the old client's database.
+            writer.close()
+            writer = None
         if writer is None:
             writer = _writers[id(client)] = BatchWriter(
                 client.tracking, flush_interval=client.settings.flush_interval,
@@ -305,9 +314,9 @@ def start_run(experiment: str | None = None, *, run_name: str | None = None,
               run_id: str | None = None, client: Client | None = None) -> ActiveRun:
     """Start (or, with ``run_id``, resume) a run and make it the active run.
 
-    ``experiment`` is a name, created if missing; default: the one from
-    :func:`set_experiment`, else ``Default``. Inside an active run, pass ``nested=True`` to
-    start a child run.
+    ``experiment`` is a name, created if missing; default: the parent's experiment for a
+    child run, else the one from :func:`set_experiment`, else ``Default``. Inside an active
+    run, pass ``nested=True`` to start a child run.
     """
     client = client or default_client()
     service = client.tracking
@@ -321,10 +330,13 @@ def start_run(experiment: str | None = None, *, run_name: str | None = None,
     if run_id is not None:
         run = service.get_run(run_id)
         if run.status is not RunStatus.RUNNING:
-            service.end_run(run_id, RunStatus.RUNNING)
+            service.end_run(run_id, RunStatus.RUNNING)  # this process now owns the run
+            run = service.get_run(run_id)
     else:
         if experiment is not None:
             exp_id = service.get_or_create_experiment(experiment).experiment_id
+        elif parent is not None:  # a child run lives in its parent's experiment
+            exp_id = service.get_run(parent).experiment_id
         else:
             exp_id = _experiment.get("id") or service.get_or_create_experiment(
                 "Default").experiment_id

@@ -27,17 +27,30 @@ from . import _schema
 __all__ = ["Database", "HEAD_REVISION"]
 
 #: The newest Alembic revision shipped; a test checks it equals the migration scripts' head.
-HEAD_REVISION = "0001_initial"
+HEAD_REVISION = "0002_registry"
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _READONLY = "shipyard_readonly"
+
+
+def _redacted(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
 
 
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         sa_url = sa.engine.make_url(url)
         if sa_url.database and sa_url.database != ":memory:":
-            Path(sa_url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(sa_url.database).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise errors.ShipyardError(
+                    f"cannot create the folder {str(folder)!r} of the SQLite database "
+                    f"{url!r}: {exc.strerror or exc}") from exc
         engine = sa.create_engine(
             url, connect_args={"timeout": 60, "check_same_thread": False}, pool_size=8
         )
@@ -46,12 +59,15 @@ def _make_engine(url: str) -> Engine:
     try:
         return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
     except ModuleNotFoundError as exc:
+        hint = ("pip install 'shipyard-mlops[postgres]' and use a postgresql+psycopg:// URL"
+                if url.startswith("postgresql")
+                else f"install the Python package that provides {exc.name!r}")
         raise errors.MissingDependency(
-            f"the database URL {url!r} needs the driver {exc.name!r}: "
-            "pip install 'shipyard-mlops[postgres]'"
+            f"the database URL {_redacted(url)!r} needs the driver {exc.name!r}: {hint}"
         ) from exc
     except sa.exc.ArgumentError as exc:
-        raise errors.InvalidInput(f"invalid database URL {url!r}: {exc}", field="db") from exc
+        raise errors.InvalidInput(f"invalid database URL {_redacted(url)!r}: {exc}",
+                                  field="db") from exc
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -123,6 +139,8 @@ class Database:
             yield
         except sa.exc.IntegrityError as exc:
             raise errors.Conflict(f"database constraint violated: {exc.orig}") from exc
+        except sa.exc.DataError as exc:  # a value the column cannot hold (too long, too big)
+            raise errors.InvalidInput(f"value rejected by the database: {exc.orig}") from exc
         except OperationalError as exc:
             raise errors.ShipyardError(f"database error on {self._safe_url()}: {exc.orig}") from exc
 

@@ -21,8 +21,11 @@ def owner_is_dead(row: Any, *, now_ms: int, stale_after_ms: int | None) -> bool:
     """True when ``row`` (a runs row) is RUNNING but its owner can no longer write to it.
 
     On this host: the owner pid is gone, or that pid now belongs to a process that started
-    after the run did (pid reuse). On other hosts we cannot see processes, so only a
-    heartbeat older than ``stale_after_ms`` counts (when given).
+    after the run's last heartbeat (pid reuse). The heartbeat, not ``start_time``, is the
+    reference: a caller may give any start time (an imported run, a client's clock), while
+    the heartbeat is the writer's own clock at creation and at every write. On other
+    hosts we cannot see processes, so only a heartbeat older than ``stale_after_ms`` counts
+    (when given).
     """
     if row.owner_host == HOST and row.owner_pid:
         import psutil
@@ -36,7 +39,7 @@ def owner_is_dead(row: Any, *, now_ms: int, stale_after_ms: int | None) -> bool:
             return True
         except psutil.Error:
             return False
-        return started > row.start_time + 1000
+        return started > (row.heartbeat_time or row.start_time) + 1000
     if stale_after_ms is not None:
         last = row.heartbeat_time or row.start_time
         return now_ms - last > stale_after_ms

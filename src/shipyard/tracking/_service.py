@@ -51,14 +51,21 @@ class TrackingService:
                           tags: dict[str, Any] | None = None) -> Experiment:
         v.check_name("experiment", name)
         clean_tags = self._clean_tags(tags)
-        with self.db.write() as conn:
-            if self.store.find_experiment(conn, name) is not None:
-                raise errors.AlreadyExists(f"experiment {name!r} already exists",
-                                           field="name")
-            eid = self.store.insert_experiment(conn, name, artifact_location, now_ms())
-            self.store.set_experiment_tags(conn, eid, clean_tags)
-            self._audit(conn, "experiment.create", "experiment", eid, {"name": name})
-            return self.store.get_experiment(conn, eid)
+        exists = errors.AlreadyExists(f"experiment {name!r} already exists", field="name")
+        try:
+            with self.db.write() as conn:
+                if self.store.find_experiment(conn, name) is not None:
+                    raise exists
+                eid = self.store.insert_experiment(conn, name, artifact_location, now_ms())
+                self.store.set_experiment_tags(conn, eid, clean_tags)
+                self._audit(conn, "experiment.create", "experiment", eid, {"name": name})
+                return self.store.get_experiment(conn, eid)
+        except errors.Conflict:
+            # PostgreSQL: a concurrent transaction inserted the name after our check.
+            with self.db.read() as conn:
+                if self.store.find_experiment(conn, name) is not None:
+                    raise exists from None
+            raise
 
     def get_experiment(self, experiment_id: str | int) -> Experiment:
         with self.db.read() as conn:
@@ -150,7 +157,7 @@ class TrackingService:
                 "lifecycle_stage": "active", "parent_run_id": parent_run_id,
                 "user_id": user or self.actor, "owner_host": HOST,
                 "owner_pid": owner_pid if owner_pid is not None else os.getpid(),
-                "heartbeat_time": start,
+                "heartbeat_time": now_ms(),  # the real time, whatever start_time says
             })
             self.store.write_tags(conn, run_id, clean_tags)
             self._audit(conn, "run.create", "run", run_id,
@@ -190,6 +197,11 @@ class TrackingService:
             values: dict[str, Any] = {"status": st.value}
             if st.is_terminal:
                 values["end_time"] = end_time if end_time is not None else now_ms()
+            elif st is RunStatus.RUNNING:
+                # Resuming: the calling process takes the run over, so the liveness check
+                # no longer looks at a previous (possibly dead) owner.
+                values.update(end_time=None, owner_host=HOST, owner_pid=os.getpid(),
+                              heartbeat_time=now_ms())
             self.store.update_run(conn, run_id, **values)
             self._audit(conn, "run.set_status", "run", run_id,
                         {"from": row.status, "to": st.value})
@@ -249,8 +261,8 @@ class TrackingService:
         """
         if not validated:
             v.check_run_id(run_id)
-            metrics = [(v.check_key("metric", k), *v.check_metric(k, val, step), int(ts))
-                       for k, val, step, ts in metrics]
+            metrics = [(v.check_key("metric", k), *v.check_metric(k, val, step),
+                        v.check_timestamp(k, ts)) for k, val, step, ts in metrics]
             params = {v.check_key("param", k): v.check_param_value(k, val)
                       for k, val in (params or {}).items()}
             tags = self._clean_tags(tags)
@@ -260,7 +272,7 @@ class TrackingService:
             self._touch_active_run(conn, run_id)
             self.store.write_params(conn, run_id, params or {})
             self.store.write_tags(conn, run_id, tags or {})
-            self.store.write_metrics(conn, run_id, metrics)  # type: ignore[arg-type]
+            self.store.write_metrics(conn, run_id, metrics)
             self._audit(conn, "run.log_batch", "run", run_id, {
                 "metrics": len(metrics), "params": sorted(params or {}),
                 "tags": sorted(tags or {})})
@@ -272,7 +284,8 @@ class TrackingService:
 
     def log_metric(self, run_id: str, key: str, value: float, step: int = 0,
                    timestamp: int | None = None) -> None:
-        self.log_batch(run_id, metrics=[(key, value, step, timestamp or now_ms())])
+        self.log_batch(run_id, metrics=[(key, value, step,
+                                         now_ms() if timestamp is None else timestamp)])
 
     def log_param(self, run_id: str, key: str, value: Any) -> None:
         self.log_batch(run_id, params={key: value})
@@ -328,6 +341,9 @@ class TrackingService:
         """Record that ``run_id`` used a dataset version; returns the dataset id."""
         v.check_name("dataset", name)
         v.check_key("context", context)
+        if len(context) > 64:  # the width of run_inputs.context
+            raise errors.InvalidInput("dataset context must be at most 64 characters",
+                                      field="context")
         if not isinstance(digest, str) or not digest or len(digest) > 64:
             raise errors.InvalidInput("dataset digest must be a non-empty string of ≤64 chars",
                                       field="digest")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import posixpath
 import re
@@ -20,6 +21,7 @@ __all__ = [
     "check_param_value",
     "check_tag_value",
     "check_metric",
+    "check_timestamp",
     "check_run_id",
     "check_artifact_path",
 ]
@@ -30,6 +32,7 @@ MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
 _KEY_RE = re.compile(r"^[\w\-. /:]+$")
 _RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def check_name(kind: str, name: Any) -> str:
@@ -58,7 +61,7 @@ def check_key(kind: str, key: Any) -> str:
             f"{kind} key {key[:40]!r}… is {len(key)} characters long; the limit is {MAX_KEY}",
             field=kind,
         )
-    if not _KEY_RE.match(key):
+    if not _KEY_RE.fullmatch(key):  # match() would let a trailing newline through ($)
         raise InvalidInput(
             f"{kind} key {key!r} has characters outside letters, digits, '_-./: '", field=kind
         )
@@ -95,26 +98,58 @@ def check_tag_value(key: str, value: Any) -> str:
     return text
 
 
-def check_metric(key: str, value: Any, step: Any) -> tuple[float, int]:
-    """A metric value must be a real number (NaN and ±inf are kept); step an integer."""
+def _int64(value: Any) -> int | None:
+    """``value`` as an int when it is an integral real number within BIGINT, else None."""
     if isinstance(value, bool) or not isinstance(value, Real):
+        return None
+    try:
+        as_int = int(value)  # type: ignore[call-overload]  # numpy ints lack __trunc__
+    except (OverflowError, ValueError):  # inf, nan
+        return None
+    if as_int != value or not _INT64_MIN <= as_int <= _INT64_MAX:
+        return None
+    return as_int
+
+
+def check_metric(key: str, value: Any, step: Any) -> tuple[float, int]:
+    """A metric value must be a real number (NaN and ±inf are kept); step a 64-bit integer."""
+    fvalue = None
+    if not isinstance(value, bool) and isinstance(value, Real):
         # numpy scalars are Real; strings and None are not.
+        with contextlib.suppress(OverflowError):  # an int beyond float range
+            fvalue = float(value)
+    if fvalue is None:
         raise InvalidInput(
-            f"metric {key!r} value must be a number, got {type(value).__name__} {value!r}",
+            f"metric {key!r} value must be a number within float range, "
+            f"got {type(value).__name__} {_short(value)}",
             field="metric",
         )
-    if step is None:
-        step = 0
-    if isinstance(step, bool) or not isinstance(step, int | Real) or float(step) != int(step):
-        raise InvalidInput(f"metric {key!r} step must be an integer, got {step!r}", field="step")
-    fvalue = float(value)
+    istep = 0 if step is None else _int64(step)
+    if istep is None:
+        raise InvalidInput(f"metric {key!r} step must be a 64-bit integer, got {step!r}",
+                           field="step")
     if math.isnan(fvalue):
         fvalue = math.nan
-    return fvalue, int(step)
+    return fvalue, istep
+
+
+def check_timestamp(key: str, timestamp: Any) -> int:
+    """A metric timestamp: integer milliseconds since the epoch (64-bit)."""
+    ts = _int64(timestamp)
+    if ts is None:
+        raise InvalidInput(
+            f"metric {key!r} timestamp must be integer milliseconds, got {timestamp!r}",
+            field="timestamp")
+    return ts
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def check_run_id(run_id: Any) -> str:
-    if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id):
+    if not isinstance(run_id, str) or not _RUN_ID_RE.fullmatch(run_id):
         raise InvalidInput(f"invalid run id {run_id!r}: expected 32 hex characters", field="run_id")
     return run_id
 

@@ -157,6 +157,14 @@ class BatchWriter:
                     self._keep_error(run_id, exc)
                     return
                 time.sleep(0.2 * (attempt + 1))
+            except Exception as exc:  # noqa: BLE001 - unexpected: keep it for flush()
+                # Raising here would drop the other runs' batches of this drain, and the
+                # background loop would swallow it: report it at the next flush instead.
+                error = errors.ShipyardError(
+                    f"writing buffered records of run {run_id} failed: {exc!r}")
+                error.__cause__ = exc
+                self._keep_error(run_id, error)
+                return
 
     def _keep_error(self, run_id: str, exc: errors.ShipyardError) -> None:
         with self._lock:
