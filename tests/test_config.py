@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from shipyard.config import Settings, get_settings, reset_settings
+from shipyard.errors import InvalidInput
 
 
 @pytest.fixture
@@ -107,14 +108,14 @@ def test_empty_yaml_is_no_settings(bare_env: Path) -> None:
                                             ("db: [unclosed\n", "shipyard.yaml")])
 def test_bad_yaml_names_the_file(bare_env: Path, text: str, words: str) -> None:
     (bare_env / "shipyard.yaml").write_text(text)
-    with pytest.raises(ValueError, match=words):
+    with pytest.raises(InvalidInput, match=words):
         Settings()
 
 
 def test_missing_file_named_by_shipyard_config(bare_env: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHIPYARD_CONFIG", str(bare_env / "typo.yaml"))
-    with pytest.raises(ValueError, match="typo.yaml"):
+    with pytest.raises(InvalidInput, match="typo.yaml"):
         Settings()
 
 

@@ -15,6 +15,8 @@ from typing import Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from shipyard.errors import InvalidInput
+
 __all__ = ["Settings", "get_settings", "reset_settings"]
 
 
@@ -36,7 +38,7 @@ class _YamlSource(PydanticBaseSettingsSource):
             named = os.environ.get("SHIPYARD_CONFIG")
             path = Path(named or "shipyard.yaml")
             if named and not path.is_file():  # a typo must not silently mean "defaults"
-                raise ValueError(f"SHIPYARD_CONFIG names {str(path)!r}, which is not a file")
+                raise InvalidInput(f"SHIPYARD_CONFIG names {str(path)!r}, which is not a file")
             data: dict[str, Any] = {}
             if path.is_file():
                 import yaml
@@ -44,9 +46,9 @@ class _YamlSource(PydanticBaseSettingsSource):
                 try:
                     loaded = yaml.safe_load(path.read_text()) or {}
                 except yaml.YAMLError as exc:
-                    raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+                    raise InvalidInput(f"{path}: not valid YAML: {exc}") from exc
                 if not isinstance(loaded, dict):
-                    raise ValueError(f"{path}: expected a mapping of settings at the top level")
+                    raise InvalidInput(f"{path}: expected a mapping of settings at the top level")
                 data = {str(k).lower(): v for k, v in loaded.items()}
             self._cache = data
         return self._cache

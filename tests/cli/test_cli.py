@@ -59,6 +59,17 @@ def test_invalid_settings_are_a_one_line_error(invoke: Invoke,
     assert_one_line_error(invoke("runs", "list"), "SHIPYARD_FLUSH_INTERVAL")
 
 
+@pytest.mark.parametrize("content", [None, "- not\n- a mapping\n", "db: [unclosed\n"])
+def test_bad_config_file_is_a_one_line_error(invoke: Invoke, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             content: str | None) -> None:
+    config = tmp_path / "cfg.yaml"
+    if content is not None:
+        config.write_text(content)
+    monkeypatch.setenv("SHIPYARD_CONFIG", str(config))
+    assert_one_line_error(invoke("experiments", "list"), "cfg.yaml")
+
+
 # -- experiments --------------------------------------------------------------------------------
 
 def test_experiments_create_and_list(invoke: Invoke) -> None:

@@ -98,15 +98,19 @@ class TrackingService:
 
     def rename_experiment(self, experiment_id: str | int, new_name: str) -> Experiment:
         v.check_name("experiment", new_name)
-        with self.db.write() as conn:
-            old = self.store.get_experiment(conn, str(experiment_id))
-            if old.name != new_name and self.store.find_experiment(conn, new_name):
-                raise errors.AlreadyExists(f"experiment {new_name!r} already exists",
-                                           field="name")
-            self.store.update_experiment(conn, old.experiment_id, now_ms(), name=new_name)
-            self._audit(conn, "experiment.rename", "experiment", old.experiment_id,
-                        {"from": old.name, "to": new_name})
-            return self.store.get_experiment(conn, old.experiment_id)
+        exists = errors.AlreadyExists(f"experiment {new_name!r} already exists", field="name")
+        try:
+            with self.db.write() as conn:
+                old = self.store.get_experiment(conn, str(experiment_id))
+                if old.name != new_name and self.store.find_experiment(conn, new_name):
+                    raise exists
+                self.store.update_experiment(conn, old.experiment_id, now_ms(), name=new_name)
+                self._audit(conn, "experiment.rename", "experiment", old.experiment_id,
+                            {"from": old.name, "to": new_name})
+                return self.store.get_experiment(conn, old.experiment_id)
+        except errors.Conflict:
+            # PostgreSQL: a concurrent rename or create took the name after our check.
+            raise exists from None
 
     def delete_experiment(self, experiment_id: str | int) -> None:
         self._set_experiment_stage(experiment_id, LifecycleStage.DELETED)
@@ -354,7 +358,8 @@ class TrackingService:
                 "source": source, "schema_json": json.dumps(schema) if schema else None,
                 "num_rows": num_rows, "creation_time": now_ms()})
             self.store.link_input(conn, run_id, dataset_id, context)
-            add_edge(conn, ("dataset", dataset_id), f"input_{context}"[:32], ("run", run_id))
+            # One edge per (dataset, run); the context lives in run_inputs.
+            add_edge(conn, ("dataset", dataset_id), "input_of", ("run", run_id))
             self._audit(conn, "run.log_input", "run", run_id,
                         {"dataset": name, "digest": digest, "context": context})
         return dataset_id
@@ -396,6 +401,7 @@ class TrackingService:
 
     def read_artifact(self, run_id: str, path: str) -> bytes:
         """The bytes of one artifact file, digest-verified."""
+        path = v.check_artifact_path(path)
         found = [a for a in self.list_artifacts(run_id, path) if a.path == path]
         if not found:
             raise errors.NotFound(f"run {run_id} has no artifact {path!r}")
