@@ -180,7 +180,7 @@ class ArtifactStore:
 
     def _open(self, digest: str) -> IO[bytes]:
         try:
-            return self.fs.open(self.object_path(digest), "rb")  # type: ignore[no-any-return]
+            return self.fs.open(self.object_path(digest), "rb")
         except FileNotFoundError as exc:
             raise errors.NotFound(f"artifact object {digest} is missing from {self.root}") from exc
 

@@ -7,10 +7,14 @@ A model reference is ``NAME`` (the model), ``NAME/VERSION``, ``NAME/latest`` or
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from ._options import Output, output_option
+
+if TYPE_CHECKING:
+    from shipyard.registry import AliasChange, ModelVersion, RegistryService
 
 __all__ = ["app"]
 
@@ -25,7 +29,7 @@ def _uri(ref: str) -> str:
     return ref if ref.startswith(("models:/", "runs:/")) else f"models:/{ref}"
 
 
-def _registry():  # type: ignore[no-untyped-def]
+def _registry() -> RegistryService:
     from shipyard.client import Client
 
     return Client().registry
@@ -74,7 +78,7 @@ def show(ref: str = typer.Argument(..., metavar="MODEL_REF",
     _print_version(version)
 
 
-def _print_version(version) -> None:  # type: ignore[no-untyped-def]
+def _print_version(version: ModelVersion) -> None:
     from ._output import console, fmt_time, make_table
 
     table = make_table(f"{version.name} v{version.version}", ["field", "value"],
@@ -111,7 +115,7 @@ def versions(name: str = typer.Argument(..., help="Registered model name."),
     _print_versions(found, f"Versions of {name}")
 
 
-def _print_versions(found, title: str) -> None:  # type: ignore[no-untyped-def]
+def _print_versions(found: list[ModelVersion], title: str) -> None:
     from ._output import console, fmt_time, make_table
 
     table = make_table(title, ["version", "status", "aliases", "flavor", "digest", "run",
@@ -154,7 +158,7 @@ def alias(name: str = typer.Argument(..., help="Registered model name."),
     typer.echo(f"{name}@{alias_name}: {before} → {after}")
 
 
-def _print_history(changes, title: str) -> None:  # type: ignore[no-untyped-def]
+def _print_history(changes: list[AliasChange], title: str) -> None:
     from ._output import console, fmt_time, make_table
 
     table = make_table(f"History of {title}", ["when", "from", "to", "by", "reason"])

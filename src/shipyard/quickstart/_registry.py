@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from shipyard import errors
 
 if TYPE_CHECKING:
+    from shipyard.models import LoadedModel
+
     from ._run import QuickstartContext
 
 __all__ = ["register_champion", "MODEL_NAME"]
@@ -39,6 +41,8 @@ def register_champion(ctx: QuickstartContext) -> None:
     ctx.console.print(lineage_tree(registry.lineage(f"models:/{MODEL_NAME}@champion")))
 
 
-def _input_columns(loaded) -> list[str]:  # type: ignore[no-untyped-def]
+def _input_columns(loaded: LoadedModel) -> list[str]:
     sig = loaded.signature
-    return [c.name for c in sig.inputs] if sig is not None and sig.columnar else []
+    if sig is None or not isinstance(sig.inputs, list):
+        return []
+    return [c.name for c in sig.inputs]

@@ -161,7 +161,7 @@ class RegistryService:
                       tags: dict[str, str] | None = None) -> list[RegisteredModel]:
         """Registered models whose name matches the SQL LIKE pattern and that carry ``tags``."""
         RM, RMT = tables.registered_models, tables.registered_model_tags
-        where = sa.true()
+        where: sa.ColumnElement[bool] = sa.true()
         if name_like:
             where = sa.and_(where, RM.c.name.like(name_like))
         for key, value in (tags or {}).items():
@@ -274,7 +274,7 @@ class RegistryService:
                         alias: str | None = None, status: str | None = None,
                         flavor: str | None = None) -> list[ModelVersion]:
         MV, AL = tables.model_versions, tables.model_aliases
-        where = sa.true()
+        where: sa.ColumnElement[bool] = sa.true()
         for column, value in ((MV.c.name, name), (MV.c.run_id, run_id),
                               (MV.c.status, status), (MV.c.flavor, flavor)):
             if value is not None:
