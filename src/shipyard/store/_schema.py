@@ -280,3 +280,51 @@ alias_history = Table(
     Column("reason", Text, nullable=True),
     Index("ix_alias_history_lookup", "name", "alias", "timestamp"),
 )
+
+# -- feature store ------------------------------------------------------------------------------
+
+# Every applied version of every definition (entity, feature_view, on_demand_view,
+# feature_service); a breaking change to a feature view is a new version, old ones stay.
+feature_objects = Table(
+    "feature_objects",
+    metadata,
+    Column("kind", String(32), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("spec_json", Text, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("creator", String(256), nullable=True),
+    PrimaryKeyConstraint("kind", "name", "version"),
+)
+
+# Each materialization window written to an online store (for incremental runs and resume).
+feature_materializations = Table(
+    "feature_materializations",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("view_name", String(128), nullable=False),
+    Column("view_version", Integer, nullable=False),
+    Column("online_store", String(256), nullable=False),
+    Column("start_time", BigInteger, nullable=True),
+    Column("end_time", BigInteger, nullable=False),
+    Column("rows", BigInteger, nullable=False, default=0),
+    Column("status", String(16), nullable=False),
+    Column("created_time", BigInteger, nullable=False),
+    Index("ix_feature_materializations_view", "view_name", "online_store", "end_time"),
+)
+
+# Profiles of features per view version (count, nulls, quantiles, histogram, top values):
+# the reference that monitoring compares live data against.
+feature_statistics = Table(
+    "feature_statistics",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("view_name", String(128), nullable=False),
+    Column("view_version", Integer, nullable=False),
+    Column("feature", String(128), nullable=False),
+    Column("origin", String(32), nullable=False),
+    Column("stats_json", Text, nullable=False),
+    Column("computed_time", BigInteger, nullable=False),
+    Index("ix_feature_statistics_view", "view_name", "view_version", "feature"),
+)
