@@ -23,6 +23,7 @@ _FLUENT = (
 _LAZY: dict[str, str] = {name: "shipyard.fluent" for name in _FLUENT}
 _LAZY.update({
     "Client": "shipyard.client",
+    "connect": "shipyard.client",
     "Settings": "shipyard.config",
     "get_settings": "shipyard.config",
     "autolog": "shipyard.autolog",

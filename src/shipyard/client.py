@@ -12,30 +12,54 @@ import threading
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from shipyard import errors
 from shipyard.config import Settings, get_settings
 
 if TYPE_CHECKING:
+    from shipyard.api._remote import Transport
     from shipyard.artifacts import ArtifactStore
     from shipyard.registry import RegistryService
     from shipyard.store import Database
     from shipyard.tracking import TrackingService
 
-__all__ = ["Client", "default_client", "reset_default_client"]
+__all__ = ["Client", "connect", "default_client", "reset_default_client"]
 
 
 class Client:
-    """Shipyard over local stores (a remote HTTP twin comes with the tracking server)."""
+    """Shipyard over local stores, or over a server when ``uri`` / ``SHIPYARD_URI`` is set.
+
+    Remote services are the local classes with their route methods sent over HTTP
+    (:mod:`shipyard.api`), so both behave the same and raise the same errors.
+    """
 
     def __init__(self, settings: Settings | None = None, *, db: str | None = None,
-                 artifacts: str | None = None) -> None:
+                 artifacts: str | None = None, uri: str | None = None,
+                 token: str | None = None) -> None:
         base = settings or get_settings()
-        overrides = {k: val for k, val in (("db", db), ("artifacts", artifacts)) if val}
+        overrides = {k: val for k, val in (("db", db), ("artifacts", artifacts), ("uri", uri),
+                                           ("token", token)) if val}
         self.settings = base.model_copy(update=overrides) if overrides else base
+
+    @property
+    def is_remote(self) -> bool:
+        """True when the client talks to a server (``SHIPYARD_URI``) rather than the stores."""
+        return bool(self.settings.uri)
+
+    @cached_property
+    def transport(self) -> Transport:
+        from shipyard.api._remote import Transport
+
+        if not self.settings.uri:
+            raise errors.Conflict("this client is local: set SHIPYARD_URI to use a server")
+        return Transport(self.settings.uri, self.settings.token)
 
     @cached_property
     def db(self) -> Database:
         from shipyard.store import Database
 
+        if self.is_remote:
+            raise errors.Conflict(f"this client talks to {self.settings.uri}; it has no "
+                                  "database of its own")
         return Database(self.settings.db_url)
 
     @cached_property
@@ -49,13 +73,25 @@ class Client:
     def tracking(self) -> TrackingService:
         from shipyard.tracking import TrackingService
 
+        if self.is_remote:
+            from shipyard.api._remote import RemoteTrackingMixin, remote_service
+
+            return remote_service(TrackingService, "tracking", self.transport,
+                                  mixin=RemoteTrackingMixin, actor=self.settings.actor)
         return TrackingService(self.db, self.artifact_store, self.settings.actor)
 
     @cached_property
     def registry(self) -> RegistryService:
         from shipyard.registry import RegistryService
 
-        return RegistryService(self.tracking, self.settings.home / "cache" / "models")
+        cache = self.settings.home / "cache" / "models"
+        if self.is_remote:
+            from shipyard.api._remote import remote_service
+
+            return remote_service(RegistryService, "registry", self.transport,
+                                  tracking=self.tracking, cache_dir=cache,
+                                  actor=self.settings.actor)
+        return RegistryService(self.tracking, cache)
 
     # The tracking service's public methods, reachable on the client directly.
     _TRACKING = frozenset({
@@ -97,3 +133,12 @@ def reset_default_client() -> None:
     global _default
     with _default_lock:
         _default = None
+
+
+def connect(uri: str, token: str | None = None) -> Client:
+    """Make the SDK's module-level functions talk to the server at ``uri``; returns the client."""
+    global _default
+    client = Client(uri=uri, token=token)
+    with _default_lock:
+        _default = client
+    return client

@@ -95,6 +95,15 @@ class Settings(BaseSettings):
         description="Buffered tracking records at which a flush starts at once; callers wait "
         "(back-pressure) once twice this many are pending.",
     )
+    uri: str | None = Field(
+        default=None,
+        description="URL of a Shipyard server (http://host:5000). When set, the SDK and CLI "
+        "talk to that server instead of opening the database and artifact store themselves.",
+    )
+    token: str | None = Field(
+        default=None,
+        description="API token sent as 'Authorization: Bearer' to the server named by uri.",
+    )
     s3_endpoint_url: str | None = Field(
         default=None,
         description="Endpoint of an S3-compatible service (MinIO, moto) for s3:// artifacts.",

@@ -20,6 +20,7 @@ from shipyard.errors import ShipyardError, exit_code_for
 from . import _db, _experiments, _models, _runs
 from ._errors import ShipyardGroup, fail
 from ._quickstart import quickstart
+from ._server import server
 
 __all__ = ["app", "main"]
 
@@ -38,6 +39,7 @@ app.add_typer(_runs.app, name="runs")
 app.add_typer(_models.app, name="models")
 app.add_typer(_db.app, name="db")
 app.command("quickstart")(quickstart)
+app.command("server")(server)
 
 
 def _print_version(value: bool) -> None:

@@ -140,7 +140,9 @@ class TrackingService:
     def create_run(self, experiment_id: str | int, *, run_name: str | None = None,
                    parent_run_id: str | None = None, tags: dict[str, Any] | None = None,
                    start_time: int | None = None, user: str | None = None,
-                   owner_pid: int | None = None) -> Run:
+                   owner_pid: int | None = None, owner_host: str | None = None) -> Run:
+        """Start a RUNNING run. ``owner_pid``/``owner_host`` name the process that logs to it
+        (default: this one), which ``gc_runs`` checks to find runs whose process died."""
         if run_name is not None:
             v.check_name("run", run_name)
         if parent_run_id is not None:
@@ -159,7 +161,7 @@ class TrackingService:
                 "run_name": run_name or _default_run_name(run_id),
                 "status": RunStatus.RUNNING.value, "start_time": start,
                 "lifecycle_stage": "active", "parent_run_id": parent_run_id,
-                "user_id": user or self.actor, "owner_host": HOST,
+                "user_id": user or self.actor, "owner_host": owner_host or HOST,
                 "owner_pid": owner_pid if owner_pid is not None else os.getpid(),
                 "heartbeat_time": now_ms(),  # the real time, whatever start_time says
             })

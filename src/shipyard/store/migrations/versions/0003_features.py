@@ -8,7 +8,6 @@ Create Date: 2026-11-30 00:46:58.543050
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = '0003_features'
 down_revision = '0002_registry'
 branch_labels = None
