@@ -18,6 +18,7 @@ from shipyard.config import Settings, get_settings
 if TYPE_CHECKING:
     from shipyard.api._remote import Transport
     from shipyard.artifacts import ArtifactStore
+    from shipyard.auth import AuthService
     from shipyard.registry import RegistryService
     from shipyard.store import Database
     from shipyard.tracking import TrackingService
@@ -92,6 +93,17 @@ class Client:
                                   tracking=self.tracking, cache_dir=cache,
                                   actor=self.settings.actor)
         return RegistryService(self.tracking, cache)
+
+    @cached_property
+    def auth(self) -> AuthService:
+        from shipyard.auth import AuthService
+
+        if self.is_remote:
+            from shipyard.api._remote import remote_service
+
+            return remote_service(AuthService, "auth", self.transport,
+                                  actor=self.settings.actor)
+        return AuthService(self.db, self.settings.actor)
 
     # The tracking service's public methods, reachable on the client directly.
     _TRACKING = frozenset({

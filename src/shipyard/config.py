@@ -104,6 +104,11 @@ class Settings(BaseSettings):
         default=None,
         description="API token sent as 'Authorization: Bearer' to the server named by uri.",
     )
+    auth: bool = Field(
+        default=False,
+        description="Server only: require an API token (Authorization: Bearer) on every "
+        "request and check the caller's role (viewer, editor, approver, admin).",
+    )
     s3_endpoint_url: str | None = Field(
         default=None,
         description="Endpoint of an S3-compatible service (MinIO, moto) for s3:// artifacts.",

@@ -79,6 +79,15 @@ ROUTES: list[Route] = [
     _r("registry", "delete_alias", "POST", "/models/{name}/aliases/{alias}/delete"),
     _r("registry", "alias_history", "GET", "/models/{name}/alias-history"),
     _r("registry", "alias_at", "GET", "/models/{name}/aliases/{alias}/at"),
+    # -- users and tokens (admin only)
+    Route("auth", "create_user", "POST", "/api/v1/users", "admin"),
+    Route("auth", "list_users", "GET", "/api/v1/users", "admin"),
+    Route("auth", "get_user", "GET", "/api/v1/users/{name}", "admin"),
+    Route("auth", "set_role", "POST", "/api/v1/users/{name}/role", "admin"),
+    Route("auth", "disable_user", "POST", "/api/v1/users/{name}/disable", "admin"),
+    Route("auth", "create_token", "POST", "/api/v1/tokens", "admin"),
+    Route("auth", "list_tokens", "GET", "/api/v1/tokens", "admin"),
+    Route("auth", "revoke_token", "POST", "/api/v1/tokens/{token_id}/revoke", "admin"),
 ]
 
 

@@ -17,6 +17,7 @@ from shipyard.api import ROUTES, error_body
 from shipyard.client import Client
 
 from ._artifacts import download_endpoint, upload_endpoint
+from ._auth import AuthMiddleware, request_services
 from ._endpoints import build_endpoint
 from ._metrics import Metrics
 
@@ -32,9 +33,13 @@ def _status_for(exc: errors.ShipyardError) -> int:
     return 500
 
 
-def create_app(client: Client | None = None) -> FastAPI:
-    """The Shipyard server over ``client``'s stores (default: the configured settings)."""
+def create_app(client: Client | None = None, *, auth: bool | None = None) -> FastAPI:
+    """The Shipyard server over ``client``'s stores (default: the configured settings).
+
+    ``auth`` (default: the ``auth`` setting) requires a bearer token on every request.
+    """
     client = client or Client()
+    auth = client.settings.auth if auth is None else auth
     app = FastAPI(title="Shipyard", version=__version__,
                   description="Tracking and model registry API of Shipyard.")
     app.state.client = client
@@ -42,7 +47,7 @@ def create_app(client: Client | None = None) -> FastAPI:
     app.state.metrics = metrics
 
     def service(name: str) -> Any:
-        return lambda request: getattr(request.app.state.client, name)
+        return lambda request: request_services(request)[name]
 
     schemas: dict[str, Any] = {}
     for route in ROUTES:
@@ -62,7 +67,10 @@ def create_app(client: Client | None = None) -> FastAPI:
     _add_operational_routes(app, metrics)
     _add_error_handlers(app)
     _merge_schemas(app, schemas)
+    if auth:
+        app.middleware("http")(AuthMiddleware())
     app.middleware("http")(metrics.middleware)
+    app.state.auth = auth
     return app
 
 

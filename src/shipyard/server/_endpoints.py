@@ -26,10 +26,11 @@ MAX_JSON_BYTES = 16 * 2**20
 
 
 def service_classes() -> dict[str, type]:
+    from shipyard.auth import AuthService
     from shipyard.registry import RegistryService
     from shipyard.tracking import TrackingService
 
-    return {"tracking": TrackingService, "registry": RegistryService}
+    return {"tracking": TrackingService, "registry": RegistryService, "auth": AuthService}
 
 
 class _Args(BaseModel):

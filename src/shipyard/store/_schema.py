@@ -328,3 +328,30 @@ feature_statistics = Table(
     Column("computed_time", BigInteger, nullable=False),
     Index("ix_feature_statistics_view", "view_name", "view_version", "feature"),
 )
+
+# -- users, API tokens, roles -------------------------------------------------------------------
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("creator", String(256), nullable=True),
+)
+
+# Only a SHA-256 of each token is stored; the token itself is shown once, at creation.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("token_id", String(16), primary_key=True),
+    Column("user_name", String(128), ForeignKey("users.name", ondelete="CASCADE"),
+           nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("description", Text, nullable=True),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("expires_time", BigInteger, nullable=True),
+    Column("revoked", Boolean, nullable=False, default=False),
+    Column("last_used_time", BigInteger, nullable=True),
+)

@@ -1,0 +1,97 @@
+"""Per-request identity: bearer-token authentication, role checks, request-scoped services.
+
+With auth on, every request but the public operational ones must carry
+``Authorization: Bearer <token>``: no or a bad token is a 401, a role below the route's is
+a 403. The services a request uses are built for it with the caller as their actor, so
+every mutation is attributed to the authenticated user in the audit log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
+
+from shipyard import errors
+from shipyard.api import ROUTES, error_body
+
+__all__ = ["request_services", "AuthMiddleware", "PUBLIC_PATHS"]
+
+PUBLIC_PATHS = frozenset({"/health", "/ready", "/metrics", "/openapi.json", "/docs",
+                          "/redoc", "/docs/oauth2-redirect"})
+_ROUTE_ROLES = {r.name: r.role for r in ROUTES}
+_ROUTE_ROLES.update({"upload_artifact": "editor", "download_artifact": "viewer"})
+
+
+def request_services(request: Request) -> dict[str, Any]:
+    """The services for this request: the app's own, or built for the authenticated user."""
+    cached = getattr(request.state, "services", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    client = request.app.state.client
+    user = getattr(request.state, "user", None)
+    if user is None:
+        services = {"tracking": client.tracking, "registry": client.registry,
+                    "auth": client.auth}
+    else:
+        from shipyard.auth import AuthService
+        from shipyard.registry import RegistryService
+        from shipyard.tracking import TrackingService
+
+        tracking = TrackingService(client.db, client.artifact_store, user.name)
+        services = {"tracking": tracking,
+                    "registry": RegistryService(tracking, client.registry.cache_dir),
+                    "auth": AuthService(client.db, user.name)}
+    request.state.services = services
+    return services
+
+
+def _required_role(request: Request) -> str:
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is Match.FULL:
+            name = getattr(route, "name", "")
+            if name in _ROUTE_ROLES:
+                return _ROUTE_ROLES[name]
+            break
+    return "viewer" if request.method in ("GET", "HEAD", "OPTIONS") else "editor"
+
+
+def _deny(status: int, message: str) -> Response:
+    code = "UNAUTHENTICATED" if status == 401 else "PERMISSION_DENIED"
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
+                        headers=headers)
+
+
+class AuthMiddleware:
+    """Authenticate bearer tokens and enforce route roles (only mounted with auth on)."""
+
+    async def __call__(self, request: Request,
+                       call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if request.url.path in PUBLIC_PATHS:
+            return await call_next(request)
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return _deny(401, "this server requires an API token: send "
+                              "'Authorization: Bearer <token>'")
+        auth = request.app.state.client.auth
+        try:
+            user = await run_in_threadpool(auth.authenticate, token.strip())
+        except errors.PermissionDenied as exc:
+            return _deny(401, exc.message)
+        except errors.ShipyardError as exc:
+            return JSONResponse(error_body(exc), status_code=503)
+        from shipyard.auth import role_allows
+
+        need = _required_role(request)
+        if not role_allows(user.role, need):
+            return _deny(403, f"user {user.name!r} has role {user.role.value}; "
+                              f"{request.method} {request.url.path} needs {need}")
+        request.state.user = user
+        return await call_next(request)
