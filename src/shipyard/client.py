@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from shipyard.api._remote import Transport
     from shipyard.artifacts import ArtifactStore
     from shipyard.auth import AuthService
+    from shipyard.features import FeatureRegistry
     from shipyard.registry import RegistryService
     from shipyard.store import Database
     from shipyard.tracking import TrackingService
@@ -93,6 +94,13 @@ class Client:
                                   tracking=self.tracking, cache_dir=cache,
                                   actor=self.settings.actor)
         return RegistryService(self.tracking, cache)
+
+    @cached_property
+    def features(self) -> FeatureRegistry:
+        """The feature registry (definitions applied from feature repositories)."""
+        from shipyard.features import FeatureRegistry
+
+        return FeatureRegistry(self.db, self.settings.actor, home=self.settings.home)
 
     @cached_property
     def auth(self) -> AuthService:

@@ -17,7 +17,7 @@ import typer
 from shipyard._version import __version__
 from shipyard.errors import ShipyardError, exit_code_for
 
-from . import _db, _experiments, _models, _runs, _users
+from . import _db, _experiments, _features, _models, _runs, _users
 from ._errors import ShipyardGroup, fail
 from ._quickstart import quickstart
 from ._server import server
@@ -37,6 +37,7 @@ app = typer.Typer(
 app.add_typer(_experiments.app, name="experiments")
 app.add_typer(_runs.app, name="runs")
 app.add_typer(_models.app, name="models")
+app.add_typer(_features.app, name="features")
 app.add_typer(_users.users_app, name="users")
 app.add_typer(_users.tokens_app, name="tokens")
 app.add_typer(_db.app, name="db")

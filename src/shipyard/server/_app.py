@@ -58,12 +58,18 @@ def create_app(client: Client | None = None, *, auth: bool | None = None) -> Fas
         app.add_api_route(route.path, endpoint, methods=[route.verb], name=route.name,
                           tags=[route.service], openapi_extra=extra,
                           summary=route.name.replace("_", " "))
+    artifact_params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                       for p in ("run_id", "path")]
     app.add_api_route("/api/v1/runs/{run_id}/artifacts/{path:path}",
                       upload_endpoint(service("tracking")), methods=["PUT"],
-                      name="upload_artifact", tags=["tracking"])
+                      name="upload_artifact", tags=["tracking"], openapi_extra={
+                          "parameters": artifact_params, "requestBody": {"content": {
+                              "application/octet-stream": {"schema": {
+                                  "type": "string", "format": "binary"}}}}})
     app.add_api_route("/api/v1/runs/{run_id}/artifacts/{path:path}",
                       download_endpoint(service("tracking")), methods=["GET"],
-                      name="download_artifact", tags=["tracking"])
+                      name="download_artifact", tags=["tracking"],
+                      openapi_extra={"parameters": artifact_params})
     _add_operational_routes(app, metrics)
     _add_error_handlers(app)
     _merge_schemas(app, schemas)

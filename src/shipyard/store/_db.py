@@ -141,6 +141,9 @@ class Database:
             raise errors.Conflict(f"database constraint violated: {exc.orig}") from exc
         except sa.exc.DataError as exc:  # a value the column cannot hold (too long, too big)
             raise errors.InvalidInput(f"value rejected by the database: {exc.orig}") from exc
+        except OverflowError as exc:  # sqlite3: an integer beyond 64 bits
+            raise errors.InvalidInput(f"a number is out of range for the database: {exc}"
+                                      ) from exc
         except OperationalError as exc:
             raise errors.ShipyardError(f"database error on {self._safe_url()}: {exc.orig}") from exc
 
