@@ -130,3 +130,15 @@ def test_remote_client_sends_its_token(client: Client) -> None:
             Client(uri=server.url, token="sy_nope_nope").list_experiments()
         with pytest.raises(errors.PermissionDenied, match="needs admin"):
             remote.auth.list_users()
+
+
+def test_mlflow_routes_use_roles_and_mlflow_errors(secured) -> None:  # noqa: ANN001
+    http, tokens = secured
+    url = "/api/2.0/mlflow/experiments/search"
+    denied = http.post(url, json={"max_results": 5})
+    assert denied.status_code == 401 and denied.json()["error_code"] == "UNAUTHENTICATED"
+    viewer = {"Authorization": f"Bearer {tokens['viewer']}"}
+    assert http.post(url, json={"max_results": 5}, headers=viewer).status_code == 200
+    create = http.post("/api/2.0/mlflow/experiments/create", json={"name": "x"},
+                       headers=viewer)
+    assert create.status_code == 403 and create.json()["error_code"] == "PERMISSION_DENIED"

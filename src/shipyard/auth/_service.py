@@ -141,6 +141,9 @@ class AuthService:
 
     def create_token(self, user_name: str, description: str | None = None,
                      expires_in_days: float | None = None) -> NewToken:
+        if expires_in_days is not None and not -36_500 <= expires_in_days <= 36_500:
+            raise errors.InvalidInput("expires_in_days must be within ±36500 days",
+                                      field="expires_in_days")
         token_id = secrets.token_hex(6)
         token = f"sy_{token_id}_{secrets.token_urlsafe(32)}"
         now = now_ms()

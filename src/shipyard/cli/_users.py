@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from ._options import Output, output_option
+
+if TYPE_CHECKING:
+    from shipyard.auth import AuthService
 
 __all__ = ["users_app", "tokens_app"]
 
@@ -14,7 +19,7 @@ tokens_app = typer.Typer(help="API tokens: shown once at creation, stored as a h
                          no_args_is_help=True)
 
 
-def _auth():  # type: ignore[no-untyped-def]
+def _auth() -> AuthService:
     from shipyard.client import Client
 
     return Client().auth

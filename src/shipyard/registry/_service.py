@@ -98,6 +98,10 @@ class RegistryService:
         version = self.resolve(uri)
         if version.status is VersionStatus.FAILED:
             raise errors.Conflict(f"{version.uri} failed registration and cannot be loaded")
+        if version.flavor == "mlflow":
+            raise errors.InvalidInput(
+                f"{version.uri} was logged by the MLflow client in MLflow's format: load it "
+                "with mlflow.pyfunc.load_model", field="uri")
         run_ref = parse_model_uri(version.source)
         assert run_ref.run_id and run_ref.path
         return self._load_run_model(run_ref.run_id, run_ref.path, version.digest)

@@ -20,6 +20,7 @@ from ._artifacts import download_endpoint, upload_endpoint
 from ._auth import AuthMiddleware, request_services
 from ._endpoints import build_endpoint
 from ._metrics import Metrics
+from ._mlflow import mlflow_router
 
 __all__ = ["create_app"]
 
@@ -70,6 +71,7 @@ def create_app(client: Client | None = None, *, auth: bool | None = None) -> Fas
                       download_endpoint(service("tracking")), methods=["GET"],
                       name="download_artifact", tags=["tracking"],
                       openapi_extra={"parameters": artifact_params})
+    app.include_router(mlflow_router())
     _add_operational_routes(app, metrics)
     _add_error_handlers(app)
     _merge_schemas(app, schemas)

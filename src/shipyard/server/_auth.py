@@ -19,19 +19,22 @@ from starlette.routing import Match
 from shipyard import errors
 from shipyard.api import ROUTES, error_body
 
+from ._mlflow import VIEWER_ROUTES, error_response, is_mlflow_path
+
 __all__ = ["request_services", "AuthMiddleware", "PUBLIC_PATHS"]
 
 PUBLIC_PATHS = frozenset({"/health", "/ready", "/metrics", "/openapi.json", "/docs",
                           "/redoc", "/docs/oauth2-redirect"})
 _ROUTE_ROLES = {r.name: r.role for r in ROUTES}
 _ROUTE_ROLES.update({"upload_artifact": "editor", "download_artifact": "viewer"})
+_ROUTE_ROLES.update(dict.fromkeys(VIEWER_ROUTES, "viewer"))  # MLflow's read-only POSTs
 
 
 def request_services(request: Request) -> dict[str, Any]:
     """The services for this request: the app's own, or built for the authenticated user."""
     cached = getattr(request.state, "services", None)
     if cached is not None:
-        return cached  # type: ignore[no-any-return]
+        return cached
     client = request.app.state.client
     user = getattr(request.state, "user", None)
     if user is None:
@@ -50,19 +53,32 @@ def request_services(request: Request) -> dict[str, Any]:
     return services
 
 
-def _required_role(request: Request) -> str:
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
+def _matched_name(routes: Any, scope: Any) -> str | None:
+    """The name of the route that serves ``scope``, looking inside included routers."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)  # FastAPI's included router
+        if inner is not None:
+            name = _matched_name(inner.routes, scope)
+            if name is not None:
+                return name
+            continue
+        match, _ = route.matches(scope)
         if match is Match.FULL:
-            name = getattr(route, "name", "")
-            if name in _ROUTE_ROLES:
-                return _ROUTE_ROLES[name]
-            break
+            return str(getattr(route, "name", "") or "")
+    return None
+
+
+def _required_role(request: Request) -> str:
+    name = _matched_name(request.app.router.routes, request.scope)
+    if name in _ROUTE_ROLES:
+        return _ROUTE_ROLES[name]
     return "viewer" if request.method in ("GET", "HEAD", "OPTIONS") else "editor"
 
 
-def _deny(status: int, message: str) -> Response:
+def _deny(request: Request, status: int, message: str) -> Response:
     code = "UNAUTHENTICATED" if status == 401 else "PERMISSION_DENIED"
+    if is_mlflow_path(request.url.path):  # the MLflow client reads its own error format
+        return error_response(code, message)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
                         headers=headers)
@@ -78,20 +94,20 @@ class AuthMiddleware:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return _deny(401, "this server requires an API token: send "
+            return _deny(request, 401, "this server requires an API token: send "
                               "'Authorization: Bearer <token>'")
         auth = request.app.state.client.auth
         try:
             user = await run_in_threadpool(auth.authenticate, token.strip())
         except errors.PermissionDenied as exc:
-            return _deny(401, exc.message)
+            return _deny(request, 401, exc.message)
         except errors.ShipyardError as exc:
             return JSONResponse(error_body(exc), status_code=503)
         from shipyard.auth import role_allows
 
         need = _required_role(request)
         if not role_allows(user.role, need):
-            return _deny(403, f"user {user.name!r} has role {user.role.value}; "
+            return _deny(request, 403, f"user {user.name!r} has role {user.role.value}; "
                               f"{request.method} {request.url.path} needs {need}")
         request.state.user = user
         return await call_next(request)

@@ -8,7 +8,6 @@ Create Date: 2026-11-30 00:51:42.886367
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = '0004_auth'
 down_revision = '0003_features'
 branch_labels = None
