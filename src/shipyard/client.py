@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from shipyard.api._remote import Transport
     from shipyard.artifacts import ArtifactStore
     from shipyard.auth import AuthService
-    from shipyard.features import FeatureRegistry
+    from shipyard.features import FeatureRegistry, FeatureStore
     from shipyard.registry import RegistryService
     from shipyard.store import Database
     from shipyard.tracking import TrackingService
@@ -101,6 +101,18 @@ class Client:
         from shipyard.features import FeatureRegistry
 
         return FeatureRegistry(self.db, self.settings.actor, home=self.settings.home)
+
+    @cached_property
+    def feature_store(self) -> FeatureStore:
+        """Training data, materialization and online features over the feature registry."""
+        from shipyard.features import FeatureStore
+
+        if self.is_remote:
+            from shipyard.api._remote import remote_service
+
+            return remote_service(FeatureStore, "features", self.transport)
+        return FeatureStore(self.db, self.features, online_url=self.settings.online_store,
+                            repo_path=self.settings.feature_repo)
 
     @cached_property
     def auth(self) -> AuthService:

@@ -104,6 +104,16 @@ class Settings(BaseSettings):
         default=None,
         description="API token sent as 'Authorization: Bearer' to the server named by uri.",
     )
+    online_store: str | None = Field(
+        default=None,
+        description="URL of the feature store's online store: sqlite:///path or "
+        "redis://host:port/db. Default: sqlite:///<home>/online.db.",
+    )
+    feature_repo: Path | None = Field(
+        default=None,
+        description="Folder of the feature repository whose on-demand functions the feature "
+        "store (and the server's /api/v1/features/online) runs.",
+    )
     auth: bool = Field(
         default=False,
         description="Server only: require an API token (Authorization: Bearer) on every "

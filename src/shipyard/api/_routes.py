@@ -79,6 +79,8 @@ ROUTES: list[Route] = [
     _r("registry", "delete_alias", "POST", "/models/{name}/aliases/{alias}/delete"),
     _r("registry", "alias_history", "GET", "/models/{name}/alias-history"),
     _r("registry", "alias_at", "GET", "/models/{name}/aliases/{alias}/at"),
+    # -- feature store (serving reads are a viewer's right, though they are POSTs)
+    Route("features", "get_online_features", "POST", "/api/v1/features/online", "viewer"),
     # -- users and tokens (admin only)
     Route("auth", "create_user", "POST", "/api/v1/users", "admin"),
     Route("auth", "list_users", "GET", "/api/v1/users", "admin"),

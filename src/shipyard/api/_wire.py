@@ -9,8 +9,10 @@ the same exception class on the client.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
+from datetime import datetime
 from functools import lru_cache
 from pathlib import PurePath
 from typing import Any
@@ -32,6 +34,10 @@ def encode(value: Any) -> Any:
     """A JSON-able form of a service method's return value."""
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json", by_alias=True)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return encode({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+    if isinstance(value, datetime):
+        return value.isoformat()
     if isinstance(value, list | tuple):
         return [encode(v) for v in value]
     if isinstance(value, dict):

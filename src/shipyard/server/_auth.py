@@ -39,7 +39,7 @@ def request_services(request: Request) -> dict[str, Any]:
     user = getattr(request.state, "user", None)
     if user is None:
         services = {"tracking": client.tracking, "registry": client.registry,
-                    "auth": client.auth}
+                    "auth": client.auth, "features": client.feature_store}
     else:
         from shipyard.auth import AuthService
         from shipyard.registry import RegistryService
@@ -48,7 +48,8 @@ def request_services(request: Request) -> dict[str, Any]:
         tracking = TrackingService(client.db, client.artifact_store, user.name)
         services = {"tracking": tracking,
                     "registry": RegistryService(tracking, client.registry.cache_dir),
-                    "auth": AuthService(client.db, user.name)}
+                    "auth": AuthService(client.db, user.name),
+                    "features": client.feature_store}
     request.state.services = services
     return services
 

@@ -27,10 +27,12 @@ MAX_JSON_BYTES = 16 * 2**20
 
 def service_classes() -> dict[str, type]:
     from shipyard.auth import AuthService
+    from shipyard.features import FeatureStore
     from shipyard.registry import RegistryService
     from shipyard.tracking import TrackingService
 
-    return {"tracking": TrackingService, "registry": RegistryService, "auth": AuthService}
+    return {"tracking": TrackingService, "registry": RegistryService, "auth": AuthService,
+            "features": FeatureStore}
 
 
 class _Args(BaseModel):
