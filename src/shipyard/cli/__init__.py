@@ -20,6 +20,7 @@ from shipyard.errors import ShipyardError, exit_code_for
 from . import _db, _experiments, _features, _models, _runs, _users
 from ._errors import ShipyardGroup, fail
 from ._quickstart import quickstart
+from ._serve import predict, serve
 from ._server import server
 
 __all__ = ["app", "main"]
@@ -43,6 +44,8 @@ app.add_typer(_users.tokens_app, name="tokens")
 app.add_typer(_db.app, name="db")
 app.command("quickstart")(quickstart)
 app.command("server")(server)
+app.command("serve")(serve)
+app.command("predict")(predict)
 
 
 def _print_version(value: bool) -> None:

@@ -263,3 +263,72 @@ def _print_history(registry: FeatureRegistry, kind: Kind, name: str,
         table.add_row(f"v{item.to_version}", fmt_time(obj.creation_time) if obj else "",
                       (obj.creator if obj else None) or "", item.change.value, _details(item))
     console().print(table)
+
+
+@app.command("materialize")
+def materialize(end: str = typer.Option(None, help="Window end (ISO time, UTC when naive); "
+                                        "default now."),
+                start: str = typer.Option(None, help="Window start; default: the beginning."),
+                incremental: bool = typer.Option(False, "--incremental",
+                                                 help="From where the last run stopped."),
+                view: list[str] = typer.Option([], "--view", help="Only these views.")) -> None:
+    """Load the latest value per entity of each online view into the online store."""
+    from shipyard.client import Client
+
+    from ._output import console, make_table
+
+    def moment(text: str | None) -> Any:
+        import pandas as pd
+
+        if text is None:
+            return None
+        try:
+            stamp = pd.Timestamp(text)
+        except ValueError as exc:
+            raise typer.BadParameter(f"not a time: {text!r}") from exc
+        return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp).to_pydatetime()
+
+    from datetime import UTC, datetime
+
+    results = Client().feature_store.materialize(
+        moment(end) or datetime.now(UTC), moment(start), views=view or None,
+        incremental=incremental)
+    table = make_table("Materialized", ["view", "version", "window", "rows read",
+                                        "entities written"])
+    for r in results:
+        table.add_row(r.view, str(r.version), f"{r.start or 'beginning'} → {r.end}",
+                      f"{r.rows_read:,}", f"{r.entities_written:,}")
+    console().print(table)
+
+
+@app.command("online")
+def online(feature: list[str] = typer.Option([], "--feature", "-f",
+                                             help="view:feature (repeat)."),
+           service: str = typer.Option(None, "--service", help="A feature service instead."),
+           entity: list[str] = typer.Option(..., "--entity", "-e", metavar="KEY=VALUE",
+                                            help="One entity row, e.g. customer_id=1001 "
+                                            "(repeat for more rows)."),
+           output: Output = output_option()) -> None:
+    """Read features of entities from the online store, with a status per value."""
+    from shipyard.client import Client
+
+    from ._output import console, make_table, print_json
+
+    rows = []
+    for text in entity:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {text!r}", param_hint="'--entity'")
+        rows.append({key: int(value) if value.lstrip("-").isdigit() else value})
+    result = Client().feature_store.get_online_features(rows, feature or None,
+                                                        feature_service=service)
+    if output is Output.json:
+        print_json([{"values": v, "statuses": s} for v, s in zip(result.rows, result.statuses,
+                                                                  strict=True)])
+        return
+    names = list(result.statuses[0]) if result.statuses else []
+    table = make_table("Online features", ["entity", *names])
+    for row, status in zip(result.rows, result.statuses, strict=True):
+        table.add_row(", ".join(f"{k}={row[k]}" for k in rows[0]),
+                      *[f"{row[n]} ({status[n]})" for n in names])
+    console().print(table)

@@ -19,7 +19,7 @@ from shipyard.client import Client
 from ._artifacts import download_endpoint, upload_endpoint
 from ._auth import AuthMiddleware, request_services
 from ._endpoints import build_endpoint
-from ._metrics import Metrics
+from ._metrics import Metrics, MetricsMiddleware
 from ._mlflow import mlflow_router
 
 __all__ = ["create_app"]
@@ -77,7 +77,7 @@ def create_app(client: Client | None = None, *, auth: bool | None = None) -> Fas
     _merge_schemas(app, schemas)
     if auth:
         app.middleware("http")(AuthMiddleware())
-    app.middleware("http")(metrics.middleware)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.state.auth = auth
     return app
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from starlette.requests import Request
-from starlette.responses import Response
 
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "MetricsMiddleware"]
 
 
 class Metrics:
@@ -27,18 +25,39 @@ class Metrics:
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1,
                                           2.5, 5, 10))
 
-    async def middleware(self, request: Request,
-                         call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        status = str(response.status_code)
-        self.requests.labels(request.method, template, status).inc()
-        if response.status_code >= 400:
-            self.errors.labels(request.method, template, status).inc()
-        self.latency.labels(request.method, template).observe(time.perf_counter() - started)
-        return response
+    def observe(self, method: str, template: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, template, str(status)).inc()
+        if status >= 400:
+            self.errors.labels(method, template, str(status)).inc()
+        self.latency.labels(method, template).observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class MetricsMiddleware:
+    """Plain ASGI middleware (no extra task per request, unlike BaseHTTPMiddleware)."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            template = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.observe(scope["method"], template, status,
+                                 time.perf_counter() - started)

@@ -1,0 +1,83 @@
+"""``shipyard serve`` (a model server) and ``shipyard predict`` (batch scoring of Parquet).
+
+The work lives in :mod:`shipyard.serving`; these commands only parse options and print.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+__all__ = ["serve", "predict"]
+
+_MODEL_REF = typer.Argument(..., metavar="MODEL_REF",
+                            help="NAME@ALIAS, NAME/VERSION, NAME (the latest version) or a "
+                            "models:/ URI.")
+
+
+def serve(
+    model_ref: str = _MODEL_REF,
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8080, help="TCP port."),
+    workers: int = typer.Option(1, min=1, help="Worker processes, each with its own copy "
+                                "of the model."),
+    max_batch_size: int = typer.Option(32, min=1, help="Most rows predicted in one model "
+                                       "call (micro-batching; 1 turns it off)."),
+    max_wait_ms: float = typer.Option(2.0, min=0, help="Longest wait for more requests to "
+                                      "join a batch, taken only under concurrent load."),
+    max_queue: int = typer.Option(1000, min=1, help="Requests that may wait for the model; "
+                                  "beyond it the server answers 429 at once."),
+    max_body_mb: float = typer.Option(16.0, min=0.001, help="Largest request body."),
+    log_predictions: bool = typer.Option(True, "--log-predictions/--no-log-predictions",
+                                         help="Append every prediction to "
+                                         "<home>/predictions/<model>/ (Parquet)."),
+    log_level: str = typer.Option("warning", help="uvicorn log level."),
+) -> None:
+    """Serve one model version over HTTP: KServe V2 (/v2/...), /predict, /feedback, /metrics.
+
+    An alias is resolved when the server starts; every worker serves that version.
+    """
+    from shipyard.client import Client
+    from shipyard.serving import ServingConfig, resolve_model_ref, serve_model
+
+    config = ServingConfig(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+                           max_queue=max_queue, max_body_bytes=int(max_body_mb * 2**20),
+                           log_predictions=log_predictions)
+    version = Client().registry.resolve(resolve_model_ref(model_ref))  # fails fast, pins
+    typer.echo(f"Serving {version.name} v{version.version} (digest {version.digest[:12]}) on "
+               f"http://{host}:{port} with {workers} worker{'s' if workers > 1 else ''}: "
+               f"/v2/models/{version.name}/infer, /predict, /metrics", err=True)
+    serve_model(version.uri, config, host=host, port=port, workers=workers,
+                log_level=log_level)
+
+
+def predict(
+    model_ref: str = _MODEL_REF,
+    input_path: Path = typer.Option(..., "--input", "-i", metavar="PARQUET",
+                                    dir_okay=False, help="Parquet file to score."),
+    output_path: Path = typer.Option(..., "--output", "-o", metavar="PARQUET",
+                                     dir_okay=False, help="Parquet file to write."),
+    chunk_rows: int = typer.Option(100_000, min=1, help="Rows predicted (and written as "
+                                   "one resumable part) at a time."),
+    id_column: str | None = typer.Option(None, "--id-column", help="A row key: kept in the "
+                                         "output, never given to the model."),
+    keep_parts: bool = typer.Option(False, "--keep-parts", help="Keep <output>.parts/ "
+                                    "after combining."),
+    progress: bool = typer.Option(True, "--progress/--no-progress",
+                                  help="Show a progress bar on stderr."),
+) -> None:
+    """Score a Parquet file chunk by chunk: input columns + prediction (+ probabilities).
+
+    Parts go to <output>.parts/ first; rerunning the same command after an interruption
+    skips the parts already written.
+    """
+    from shipyard.serving import ServedModel, predict_parquet
+
+    served = ServedModel.load(model_ref)
+    result = predict_parquet(served, input_path, output_path, chunk_rows=chunk_rows,
+                             id_column=id_column, keep_parts=keep_parts, progress=progress)
+    resumed = f", {result.skipped_chunks} resumed" if result.skipped_chunks else ""
+    typer.echo(f"wrote {result.rows} rows scored by {served.name} v{served.version_label} "
+               f"to {result.output} ({result.chunks} chunks{resumed}, "
+               f"{result.seconds:.1f}s)")

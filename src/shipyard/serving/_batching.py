@@ -1,0 +1,210 @@
+"""Adaptive micro-batching: concurrent requests become one model call.
+
+Requests wait in a bounded queue; one worker task takes everything queued (up to
+``max_batch_size`` rows), runs the handler on it in a dedicated thread and hands each
+request its own result. While a batch is being predicted the next one forms by itself, so
+batches grow with load. On top of that the worker waits up to ``max_wait_ms`` for more
+requests, but only while requests are arriving concurrently: a lone sequential client never
+pays the wait (see :meth:`MicroBatcher._should_wait`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+__all__ = ["MicroBatcher", "QueueFull", "BatchStats"]
+
+log = logging.getLogger("shipyard.serving")
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: The handler: items in, one result (or the exception for that item) per item out.
+Handler = Callable[[list[T]], Sequence[R | BaseException]]
+
+
+class QueueFull(Exception):
+    """The request queue is full: the server is overloaded (HTTP 429)."""
+
+    def __init__(self, max_queue: int) -> None:
+        super().__init__(f"the server is overloaded: {max_queue} requests are already "
+                         "waiting for the model; retry later")
+        self.max_queue = max_queue
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """What :attr:`MicroBatcher.on_batch` receives after each batch."""
+
+    items: int
+    rows: int
+    seconds: float
+    waited: bool  # whether the worker waited max_wait_ms for more requests
+
+
+@dataclass(eq=False)
+class _Pending:
+    item: Any
+    rows: int
+    future: asyncio.Future[Any] = field(repr=False)
+
+
+class MicroBatcher(Generic[T, R]):
+    """Collects concurrent :meth:`submit` calls into batches for ``handler``.
+
+    ``max_queue`` bounds the requests waiting (not counting the batch being predicted);
+    :meth:`submit` raises :class:`QueueFull` at once beyond it. An item with more rows than
+    ``max_batch_size`` is predicted alone, never split.
+    """
+
+    def __init__(self, handler: Handler[T, R], *, max_batch_size: int = 32,
+                 max_wait_ms: float = 2.0, max_queue: int = 1000,
+                 on_batch: Callable[[BatchStats], None] | None = None) -> None:
+        if max_batch_size < 1 or max_queue < 1 or max_wait_ms < 0:
+            raise ValueError("max_batch_size and max_queue must be >= 1, max_wait_ms >= 0")
+        self.handler = handler
+        self.max_batch_size = max_batch_size
+        self.max_wait = max_wait_ms / 1000
+        self.max_queue = max_queue
+        self.on_batch = on_batch
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._wakeup: asyncio.Event | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="shipyard-predict")
+        self._concurrent = False  # did recent requests arrive while others were pending?
+        self._busy = False
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for a batch (the one being predicted not included)."""
+        return len(self._queue)
+
+    async def submit(self, item: T, rows: int = 1) -> R:
+        """Queue ``item`` (``rows`` rows) and wait for its result; QueueFull when full."""
+        self._ensure_worker()
+        if len(self._queue) >= self.max_queue:
+            raise QueueFull(self.max_queue)
+        assert self._loop is not None and self._wakeup is not None
+        future: asyncio.Future[R] = self._loop.create_future()
+        self._queue.append(_Pending(item, rows, future))
+        self._wakeup.set()
+        return await future
+
+    def _ensure_worker(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._worker is not None and self._loop is loop and not self._worker.done():
+            return
+        if self._loop is not loop:
+            # First call, or a new event loop (a test client that runs each request in its
+            # own): requests of a dead loop can never be answered, drop them.
+            self._queue.clear()
+            self._loop = loop
+            self._wakeup = asyncio.Event()
+        self._worker = loop.create_task(self._run(), name="shipyard-batcher")
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch: list[_Pending] = []
+            rows = self._take(batch, 0)
+            self._concurrent = len(batch) > 1 or self._concurrent
+            waited = self._should_wait(rows)
+            if waited:
+                before = len(batch)
+                rows = await self._wait_for_more(batch, rows)
+                self._concurrent = len(batch) > before
+            if batch:
+                await self._execute(batch, waited)
+
+    def _take(self, batch: list[_Pending], rows: int) -> int:
+        """Move queued requests into ``batch`` while it has room; returns its row count."""
+        while self._queue:
+            head = self._queue[0]
+            if head.future.done():  # the caller went away (client disconnected)
+                self._queue.popleft()
+                continue
+            if batch and rows + head.rows > self.max_batch_size:
+                break
+            self._queue.popleft()
+            batch.append(head)
+            rows += head.rows
+        return rows
+
+    def _should_wait(self, rows: int) -> bool:
+        # Waiting only pays off when other requests are on their way. A sequential client
+        # sends its next request after this answer, so a wait would only add latency; the
+        # flag is set when requests queued up behind each other, and cleared by a wait that
+        # brought nothing.
+        return self.max_wait > 0 and rows < self.max_batch_size and self._concurrent
+
+    async def _wait_for_more(self, batch: list[_Pending], rows: int) -> int:
+        assert self._loop is not None and self._wakeup is not None
+        deadline = self._loop.time() + self.max_wait
+        while rows < self.max_batch_size:
+            remaining = deadline - self._loop.time()
+            if remaining <= 0:
+                break
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            if self._queue and batch and rows + self._queue[0].rows > self.max_batch_size:
+                break
+            rows = self._take(batch, rows)
+        return rows
+
+    async def _execute(self, batch: list[_Pending], waited: bool) -> None:
+        assert self._loop is not None
+        started = time.perf_counter()
+        self._busy = True
+        try:
+            results: Sequence[Any] = await self._loop.run_in_executor(
+                self._executor, self.handler, [p.item for p in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"batch handler returned {len(results)} results for "
+                                   f"{len(batch)} items")
+        except Exception as exc:  # noqa: BLE001 - every waiting caller gets the failure
+            results = [exc] * len(batch)
+        finally:
+            self._busy = False
+        for pending, result in zip(batch, results, strict=True):
+            if pending.future.done():
+                continue
+            if isinstance(result, BaseException):
+                pending.future.set_exception(result)
+            else:
+                pending.future.set_result(result)
+        if self.on_batch is not None:
+            stats = BatchStats(items=len(batch), rows=sum(p.rows for p in batch),
+                               seconds=time.perf_counter() - started, waited=waited)
+            try:
+                self.on_batch(stats)
+            except Exception:  # noqa: BLE001 - a metrics hook must not stop the batcher
+                log.exception("the on_batch hook failed")
+
+    async def close(self, *, drain_timeout: float = 10.0) -> None:
+        """Let queued requests finish (up to ``drain_timeout`` seconds), then stop."""
+        deadline = time.monotonic() + drain_timeout
+        while (self._queue or self._busy) and time.monotonic() < deadline \
+                and self._worker is not None and not self._worker.done():
+            await asyncio.sleep(0.005)
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RuntimeError):
+                await self._worker
+        for pending in self._queue:
+            if not pending.future.done():
+                pending.future.set_exception(RuntimeError("the server is shutting down"))
+        self._queue.clear()
+        self._executor.shutdown(wait=False)
