@@ -106,3 +106,27 @@ def test_unknown_and_ambiguous_names_are_one_line_errors(invoke: Invoke, repo_di
 
 def test_kind_choices_are_the_registry_kinds() -> None:
     assert [k.value for k in KindChoice] == [k.value for k in Kind]
+
+
+def test_materialize_then_read_online(invoke: Invoke, repo_dir: Path) -> None:
+    import pandas as pd
+
+    from tests.features.example_repo._data import write_example_data
+
+    write_example_data(repo_dir)
+    data = repo_dir / "data" / "customer_profile.parquet"
+    frame = pd.read_parquet(data)
+    frame["event_timestamp"] = pd.Timestamp.now(tz="UTC").floor("h")  # fresh, within TTL
+    frame.groupby("customer_id").tail(1).to_parquet(data, index=False)
+    assert invoke("features", "apply", str(repo_dir)).exit_code == 0
+    done = invoke("features", "materialize", "--view", "customer_profile")
+    assert done.exit_code == 0, done.output
+    assert "customer_profile" in done.stdout
+    online = invoke("features", "online", "-f", "customer_profile:income",
+                    "-e", "customer_id=1001", "-e", "customer_id=5", "-o", "json")
+    assert online.exit_code == 0, online.output
+    got = json.loads(online.stdout)
+    assert got[0]["statuses"]["income"] == "present" and got[0]["values"]["income"] > 0
+    assert got[1]["statuses"]["income"] == "missing"
+    bad = invoke("features", "online", "-f", "customer_profile:income", "-e", "nokey")
+    assert bad.exit_code == 2
