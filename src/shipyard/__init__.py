@@ -19,6 +19,7 @@ _FLUENT = (
     "log_params", "log_metric", "log_metrics", "set_tag", "set_tags", "log_artifact",
     "log_artifacts", "log_dict", "log_text", "log_figure", "log_table", "log_input", "flush",
     "get_run", "search_runs", "log_model", "load_model", "register_model", "set_alias",
+    "get_historical_features",
 )
 _LAZY: dict[str, str] = {name: "shipyard.fluent" for name in _FLUENT}
 _LAZY.update({

@@ -14,13 +14,14 @@ import functools
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipyard import errors
 from shipyard.client import Client, default_client
-from shipyard.tracking import RunStatus
+from shipyard.tracking import RunStatus, TrackingService
 from shipyard.tracking import _validation as v
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ __all__ = [
     "load_model",
     "register_model",
     "set_alias",
+    "get_historical_features",
 ]
 
 
@@ -240,10 +242,10 @@ class ActiveRun:
         if self._sampler is not None:
             self._sampler.stop()
         _pop_run(self)
-        try:
-            self.flush()
-        finally:
+        if self._writer is None:
             self._service.end_run(self.run_id, status)
+        else:  # the last batch and the status change in one transaction
+            self._writer.finish(self.run_id, status)
 
 
 # -- process state ------------------------------------------------------------------------------
@@ -252,6 +254,10 @@ _lock = threading.RLock()
 _stack: list[ActiveRun] = []
 _writers: dict[int, Any] = {}
 _experiment: dict[str, str] = {}
+#: Experiment name → id, per tracking service (weakly: a client that goes away takes its
+#: cache along), with TrackingService.experiment_epoch at the time they were cached.
+_experiment_ids: weakref.WeakKeyDictionary[Any, tuple[int, dict[str, str]]] = (
+    weakref.WeakKeyDictionary())
 
 
 def _writer_for(client: Client) -> Any:
@@ -282,6 +288,7 @@ def _reset_after_fork() -> None:
     _lock = threading.RLock()
     _stack.clear()
     _writers.clear()
+    _experiment_ids.clear()
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
@@ -333,15 +340,29 @@ def start_run(experiment: str | None = None, *, run_name: str | None = None,
             service.end_run(run_id, RunStatus.RUNNING)  # this process now owns the run
             run = service.get_run(run_id)
     else:
-        if experiment is not None:
-            exp_id = service.get_or_create_experiment(experiment).experiment_id
-        elif parent is not None:  # a child run lives in its parent's experiment
-            exp_id = service.get_run(parent).experiment_id
-        else:
-            exp_id = _experiment.get("id") or service.get_or_create_experiment(
-                "Default").experiment_id
-        run = service.create_run(exp_id, run_name=run_name, parent_run_id=parent,
-                                 tags={**_source_tags(), **(tags or {})})
+        run_tags = {**_source_tags(), **(tags or {})}
+        name = experiment
+        if name is None and parent is None and not _experiment.get("id"):
+            name = "Default"
+        cached = None if name is None else _cached_experiment_id(service, name)
+        if name is not None and cached is not None:
+            try:
+                run = service.create_run(cached, run_name=run_name, parent_run_id=parent,
+                                         tags=run_tags)
+            except (errors.NotFound, errors.Conflict):
+                # Deleted, or gone with its database: look the name up again.
+                _forget_experiment(service, name)
+                cached = None
+        if cached is None:
+            if name is not None:
+                exp_id = service.get_or_create_experiment(name).experiment_id
+                _cache_experiment_id(service, name, exp_id)
+            elif parent is not None:  # a child run lives in its parent's experiment
+                exp_id = service.get_run(parent).experiment_id
+            else:
+                exp_id = _experiment["id"]
+            run = service.create_run(exp_id, run_name=run_name, parent_run_id=parent,
+                                     tags=run_tags)
     active = ActiveRun(run, client, sync=client.settings.sync_logging)
     sample = client.settings.system_metrics if log_system_metrics is None else log_system_metrics
     if sample:
@@ -352,6 +373,37 @@ def start_run(experiment: str | None = None, *, run_name: str | None = None,
     with _lock:
         _stack.append(active)
     return active
+
+
+def _experiment_cache(service: Any) -> dict[str, str]:
+    epoch = TrackingService.experiment_epoch
+    with _lock:
+        try:
+            found = _experiment_ids.get(service)
+        except TypeError:  # not weakly referenceable: no cache
+            return {}
+        if found is None or found[0] != epoch:
+            found = (epoch, {})
+            with contextlib.suppress(TypeError):
+                _experiment_ids[service] = found
+        return found[1]
+
+
+def _cached_experiment_id(service: Any, name: str) -> str | None:
+    """The id of experiment ``name`` as start_run last found it through ``service``.
+
+    Renames, deletes and restores made by this process clear the cache; a NotFound or
+    Conflict from create_run drops the name (see start_run).
+    """
+    return _experiment_cache(service).get(name)
+
+
+def _cache_experiment_id(service: Any, name: str, experiment_id: str) -> None:
+    _experiment_cache(service)[name] = experiment_id
+
+
+def _forget_experiment(service: Any, name: str) -> None:
+    _experiment_cache(service).pop(name, None)
 
 
 def active_run() -> ActiveRun | None:
@@ -528,3 +580,23 @@ def register_model(model_uri: str, name: str, client: Client | None = None) -> M
 def set_alias(name: str, alias: str, version: int, client: Client | None = None) -> AliasChange:
     """Point ``name@alias`` at ``version``."""
     return (client or default_client()).registry.set_alias(name, alias, version)
+
+
+def get_historical_features(entity_df: Any, features: list[str] | None = None, *,
+                            feature_service: str | None = None, output: str = "pandas",
+                            client: Client | None = None, **options: Any) -> Any:
+    """Point-in-time correct training data from the feature store.
+
+    Inside an active run, the result is recorded as a dataset input of the run and the
+    feature view versions it came from are linked to the run in the lineage graph.
+    """
+    client = client or default_client()
+    store = client.feature_store
+    result = store.get_historical_features(entity_df, features, feature_service=feature_service,
+                                           output=output, **options)
+    run = active_run()
+    if run is not None and not isinstance(result, str):
+        selection = store.resolve(features, feature_service)
+        store.log_training_input(client.tracking, run.run_id, result, selection,
+                                 name=f"features:{feature_service or 'selection'}")
+    return result

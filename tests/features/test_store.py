@@ -128,3 +128,27 @@ def test_online_features_over_the_server(tmp_path: Path) -> None:
         assert got.statuses[1]["income"] == "missing"
         with pytest.raises(errors.NotFound):
             remote.get_online_features([{"customer_id": 7}], ["nope:x"])
+
+
+def test_training_data_in_a_run_links_feature_views_to_the_model(tmp_path: Path) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    import shipyard as sy
+    from shipyard.client import Client
+
+    repo = copy_example_repo(tmp_path / "feature_repo")
+    client = Client()  # the test's own SHIPYARD_HOME
+    client.features.apply(load_repo(repo))
+    client.settings = client.settings.model_copy(update={"feature_repo": repo})
+    with sy.start_run(experiment="fs", client=client) as run:
+        train = sy.get_historical_features(_entities().iloc[:2], ["customer_profile:income"],
+                                           client=client)
+        model = LinearRegression().fit(train[["income"]], [0.0, 1.0])
+        info = run.log_model(model, input_example=train[["income"]],
+                             registered_model_name="pd-model")
+    stored = client.tracking.get_run(run.run_id)
+    assert [i.name for i in stored.inputs] == ["features:selection"]
+    assert info.registered_version is not None
+    assert info.registered_version.feature_refs == ["feature_view:customer_profile/1"]
+    graph = client.registry.lineage("models:/pd-model/1")
+    assert graph["features"] == ["feature_view:customer_profile/1"]

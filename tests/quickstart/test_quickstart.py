@@ -151,3 +151,12 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     assert [d["name"] for d in registry.lineage(champion.uri)["run"]["datasets"]] == [
         "credit-applications"]
     assert "credit-risk@champion" in done.stdout and "shipyard models lineage" in done.stdout
+
+    features = Client(Settings(home=home)).features
+    assert {o.name for o in features.list("feature_view")} == {"customer_profile",
+                                                                 "credit_activity"}
+    feature_exp = service.get_experiment_by_name("credit-risk-features")
+    (training,), _ = service.search_runs([feature_exp.experiment_id])
+    assert training.run_name == "training-data"
+    assert [i.name for i in training.inputs] == ["features:credit_model_features"]
+    assert "Online features of customer" in done.stdout and "(present)" in done.stdout

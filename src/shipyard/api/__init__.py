@@ -5,8 +5,8 @@ Public API: :data:`ROUTES` (every native route: service, method, HTTP verb, path
 HTTP) and :func:`error_from_body` (the inverse of the server's error mapping).
 """
 
-from ._routes import ROUTES, Route, routes_for
+from ._routes import CLIENT_ONLY_PARAMS, ROUTES, Route, routes_for
 from ._wire import decode, dumps, encode, error_body, error_from_body, loads
 
-__all__ = ["ROUTES", "Route", "routes_for", "decode", "dumps", "encode", "error_body",
-           "error_from_body", "loads"]
+__all__ = ["CLIENT_ONLY_PARAMS", "ROUTES", "Route", "routes_for", "decode", "dumps", "encode",
+           "error_body", "error_from_body", "loads"]

@@ -20,7 +20,7 @@ from typing import Any
 
 from shipyard import errors
 
-from ._routes import Route, routes_for
+from ._routes import CLIENT_ONLY_PARAMS, Route, routes_for
 from ._wire import decode, dumps, encode, error_from_body, loads
 
 __all__ = ["Transport", "remote_service", "RemoteTrackingMixin"]
@@ -80,7 +80,7 @@ def _route_method(route: Route, local: Callable[..., Any]) -> Callable[..., Any]
         except TypeError as exc:
             raise errors.InvalidInput(f"{route.name}: {exc}") from None
         bound.apply_defaults()
-        values = dict(bound.arguments)
+        values = {k: v for k, v in bound.arguments.items() if k not in CLIENT_ONLY_PARAMS}
         values.pop("self")
         path_args = {name: values.pop(name) for name in route.path_params}
         return decode(self._transport.call(route, path_args, values), returns)

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Route", "ROUTES", "routes_for"]
+__all__ = ["Route", "ROUTES", "routes_for", "CLIENT_ONLY_PARAMS"]
+
+#: Parameters that only make sense inside one process (e.g. ``validated=True`` from the
+#: buffered writer, which already validated): never taken from, nor sent over, the wire.
+CLIENT_ONLY_PARAMS = frozenset({"validated"})
 
 
 @dataclass(frozen=True)

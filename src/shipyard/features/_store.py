@@ -183,6 +183,24 @@ class FeatureStore:
             return pa.Table.from_pandas(result, preserve_index=False)
         return result
 
+    def log_training_input(self, tracking: Any, run_id: str, frame: Any,
+                           selection: FeatureSelection, name: str) -> str:
+        """Record training data as a dataset input of ``run_id`` and link the feature view
+        versions it came from to the run (the registry then links model versions to them)."""
+        from shipyard._artifact_io import dataset_fingerprint
+        from shipyard.store import add_edge
+
+        if hasattr(frame, "to_pandas"):  # Arrow
+            frame = frame.to_pandas()
+        fp = dataset_fingerprint(frame)
+        dataset_id: str = tracking.log_input(run_id, name=name, digest=fp["digest"],
+                                             schema=fp["schema"], num_rows=fp["num_rows"],
+                                             source="feature-store", context="training")
+        with self.db.write() as conn:
+            for node in selection.lineage:
+                add_edge(conn, node, "input_of", ("run", run_id))
+        return dataset_id
+
     def _apply_on_demand(self, selection: FeatureSelection, frame: pd.DataFrame) -> Any:
         import pandas as pd
 

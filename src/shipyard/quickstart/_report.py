@@ -68,5 +68,11 @@ def print_where_to_look(ctx: QuickstartContext) -> None:
         commands += ["shipyard models list", "shipyard models show credit-risk@champion",
                      "shipyard models lineage credit-risk@champion",
                      "shipyard models package credit-risk@champion --out deploy/"]
+    if "feature_repo" in ctx.extras and ctx.data is not None:
+        customer = ctx.data["customer_id"].iloc[0]
+        commands += [f"shipyard features plan {ctx.extras['feature_repo']}",
+                     "shipyard features describe customer_profile",
+                     "shipyard features online --service credit_model_features "
+                     f"-e customer_id={customer}"]
     for command in commands:
         out.print(f"  {command}", soft_wrap=True, markup=False)

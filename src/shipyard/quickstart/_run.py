@@ -85,6 +85,12 @@ def _step_compare(ctx: QuickstartContext) -> None:
     print_leaderboard(ctx)
 
 
+def _step_features(ctx: QuickstartContext) -> None:
+    from ._features import build_features
+
+    build_features(ctx)
+
+
 def _step_register(ctx: QuickstartContext) -> None:
     from ._registry import register_champion
 
@@ -103,6 +109,8 @@ STEPS: list[Step] = [
     Step("train", "Train and track three candidate models", _step_train),
     Step("compare", "Compare the runs", _step_compare),
     Step("register", "Register the best model as credit-risk@champion", _step_register),
+    Step("features", "Feature store: point-in-time training data and online features",
+         _step_features),
     Step("where-to-look", "Where to look next", _step_where),
 ]
 

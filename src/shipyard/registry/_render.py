@@ -26,6 +26,8 @@ def lineage_tree(graph: dict[str, Any]) -> Tree:
         for ds in run["datasets"]:
             node.add(f"dataset {ds['name']} ({ds['context']}) digest {ds['digest'][:12]}, "
                      f"{ds.get('num_rows') or '?'} rows")
+    for ref in graph.get("features") or []:
+        root.add(f"features {ref}")
     code = graph.get("code") or {}
     root.add(f"code {code.get('commit') or 'not in a git work tree'}"
              f"{' (dirty)' if code.get('dirty') else ''}")

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from shipyard import errors
 from shipyard.models import MANIFEST, LoadedModel, Manifest, load_model_dir, save_model
 from shipyard.models import manifest_digest as _manifest_digest
-from shipyard.store import add_edge, now_ms, record_event, tables
+from shipyard.store import add_edge, edges_of, now_ms, record_event, tables
 from shipyard.tracking import TrackingService
 from shipyard.tracking import _validation as tv
 
@@ -205,6 +205,11 @@ class RegistryService:
         run = self.tracking.get_run(ref.run_id)
         now = now_ms()
         with self.db.write() as conn:
+            if feature_refs is None:  # the feature view versions the run trained on
+                feature_refs = [f"{e['src_type']}:{e['src_id']}"
+                                for e in edges_of(conn, ("run", ref.run_id))
+                                if e["dst_type"] == "run" and e["dst_id"] == ref.run_id
+                                and e["src_type"] in ("feature_view", "on_demand_view")]
             if not self.store.model_exists(conn, name, lock=True):
                 self.store.insert_model(conn, name, None, self.actor, now)
                 self._audit(conn, "model.create", name, {"owner": self.actor})
@@ -391,6 +396,7 @@ class RegistryService:
                 "parent_run_id": run.parent_run_id,
                 "datasets": [d.model_dump(mode="json", by_alias=True) for d in run.inputs],
             }
+        out["features"] = version.feature_refs
         out["code"] = {"commit": version.code_commit, "dirty": version.code_dirty}
         out["aliases"] = version.aliases
         return out

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from shipyard import errors
-from shipyard.api import Route, dumps, encode, loads
+from shipyard.api import CLIENT_ONLY_PARAMS, Route, dumps, encode, loads
 
 __all__ = ["Endpoint", "build_endpoint", "service_classes"]
 
@@ -50,8 +50,9 @@ def args_model(route: Route, method: Callable[..., Any]) -> type[BaseModel]:
     hints = typing.get_type_hints(method)
     fields: dict[str, Any] = {}
     for name, param in inspect.signature(method).parameters.items():
-        if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
+        if name == "self" or name in CLIENT_ONLY_PARAMS or param.kind in (
+                param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue  # the server always validates: client-only flags keep their defaults
         default = ... if param.default is inspect.Parameter.empty else param.default
         if hasattr(BaseModel, name):  # e.g. "schema": keep the wire name as an alias
             fields[f"{name}_"] = (hints.get(name, Any), Field(default, alias=name))

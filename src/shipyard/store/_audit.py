@@ -14,9 +14,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from . import _schema
-from ._dialect import insert_ignore
+from ._dialect import Prepared, execute_prepared, insert_ignore
 
 __all__ = ["record_event", "add_edge", "now_ms"]
+
+_EVENT = Prepared(lambda _dialect: _schema.audit_events.insert(),
+                  ["timestamp", "actor", "action", "object_type", "object_id", "details"])
 
 
 def now_ms() -> int:
@@ -33,17 +36,10 @@ def record_event(
     details: dict[str, Any] | None = None,
 ) -> None:
     """Append one audit event (``action`` like ``run.create``) on ``conn``'s transaction."""
-    conn.execute(
-        _schema.audit_events.insert(),
-        {
-            "timestamp": now_ms(),
-            "actor": actor,
-            "action": action,
-            "object_type": object_type,
-            "object_id": str(object_id),
-            "details": json.dumps(details, sort_keys=True, default=str) if details else None,
-        },
-    )
+    execute_prepared(conn, _EVENT, [(
+        now_ms(), actor, action, object_type, str(object_id),
+        json.dumps(details, sort_keys=True, default=str) if details else None,
+    )])
 
 
 def add_edge(

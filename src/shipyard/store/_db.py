@@ -85,7 +85,10 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         readonly = conn.get_execution_options().get(_READONLY, False)
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        # Straight to the driver: this runs for every transaction, so skip SQLAlchemy's
+        # statement machinery (about a third of an empty write transaction's cost).
+        conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+            "BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 class Database:

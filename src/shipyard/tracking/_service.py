@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -30,9 +31,25 @@ MetricPoint = tuple[str, float, int, int]
 
 DEFAULT_EXPERIMENT = "Default"
 
+#: A run this process wrote to less than this many seconds ago is not checked (and its
+#: heartbeat not refreshed) again: see "Heartbeats" in docs/durability.md.
+TOUCH_WINDOW_S = 1.0
+#: (database URL, run id) → time.monotonic() of the last check, shared by every service of
+#: this process on that database, so that a delete through any of them is seen at once.
+_touched: dict[tuple[str, str], float] = {}
+_TOUCHED_MAX = 10_000
+
+
+def _forget_touch(url: str, run_id: str) -> None:
+    _touched.pop((url, run_id), None)
+
 
 class TrackingService:
     """Experiments, runs, params, metrics, tags, dataset inputs and run artifacts."""
+
+    #: Bumped whenever a service of this process renames, deletes or restores an experiment,
+    #: so that caches of experiment names (``shipyard.fluent``) know to forget them.
+    experiment_epoch = 0
 
     def __init__(self, db: Database, artifacts: ArtifactStore, actor: str) -> None:
         self.db = db
@@ -107,6 +124,7 @@ class TrackingService:
                 self.store.update_experiment(conn, old.experiment_id, now_ms(), name=new_name)
                 self._audit(conn, "experiment.rename", "experiment", old.experiment_id,
                             {"from": old.name, "to": new_name})
+                TrackingService.experiment_epoch += 1
                 return self.store.get_experiment(conn, old.experiment_id)
         except errors.Conflict:
             # PostgreSQL: a concurrent rename or create took the name after our check.
@@ -127,6 +145,7 @@ class TrackingService:
                                          lifecycle_stage=stage.value)
             action = "delete" if stage is LifecycleStage.DELETED else "restore"
             self._audit(conn, f"experiment.{action}", "experiment", exp.experiment_id)
+        TrackingService.experiment_epoch += 1
 
     def set_experiment_tag(self, experiment_id: str | int, key: str, value: Any) -> None:
         tags = self._clean_tags({key: value})
@@ -150,14 +169,17 @@ class TrackingService:
         clean_tags = self._clean_tags(tags)
         run_id = uuid.uuid4().hex
         start = start_time if start_time is not None else now_ms()
+        exp_id = str(experiment_id)
         with self.db.write() as conn:
-            exp = self.store.get_experiment(conn, str(experiment_id))
-            if exp.lifecycle_stage is LifecycleStage.DELETED:
+            stage = self.store.experiment_stage(conn, exp_id)
+            if stage != LifecycleStage.ACTIVE.value:
+                exp = self.store.get_experiment(conn, exp_id)  # NotFound when missing
                 raise errors.Conflict(f"experiment {exp.name!r} is deleted; cannot add runs")
+            exp_id = str(int(exp_id))  # "007" → "7", as get_experiment would give it
             if parent_run_id is not None:
                 self.store.run_row(conn, parent_run_id)
             self.store.insert_run(conn, {
-                "run_id": run_id, "experiment_id": int(exp.experiment_id),
+                "run_id": run_id, "experiment_id": int(exp_id),
                 "run_name": run_name or _default_run_name(run_id),
                 "status": RunStatus.RUNNING.value, "start_time": start,
                 "lifecycle_stage": "active", "parent_run_id": parent_run_id,
@@ -167,10 +189,10 @@ class TrackingService:
             })
             self.store.write_tags(conn, run_id, clean_tags)
             self._audit(conn, "run.create", "run", run_id,
-                        {"experiment_id": exp.experiment_id, "parent_run_id": parent_run_id})
+                        {"experiment_id": exp_id, "parent_run_id": parent_run_id})
             if parent_run_id:
                 add_edge(conn, ("run", parent_run_id), "parent_of", ("run", run_id))
-        return Run(run_id=run_id, experiment_id=exp.experiment_id,
+        return Run(run_id=run_id, experiment_id=exp_id,
                    run_name=run_name or _default_run_name(run_id), status=RunStatus.RUNNING,
                    start_time=start, parent_run_id=parent_run_id, user_id=user or self.actor,
                    tags=clean_tags)
@@ -192,25 +214,28 @@ class TrackingService:
     def end_run(self, run_id: str, status: RunStatus | str = RunStatus.FINISHED,
                 end_time: int | None = None) -> None:
         v.check_run_id(run_id)
-        try:
-            st = RunStatus(status)
-        except ValueError:
-            raise errors.InvalidInput(
-                f"invalid run status {status!r}: use one of "
-                f"{', '.join(s.value for s in RunStatus)}", field="status") from None
+        st = _run_status(status)
         with self.db.write() as conn:
-            row = self.store.run_row(conn, run_id)
-            values: dict[str, Any] = {"status": st.value}
-            if st.is_terminal:
-                values["end_time"] = end_time if end_time is not None else now_ms()
-            elif st is RunStatus.RUNNING:
-                # Resuming: the calling process takes the run over, so the liveness check
-                # no longer looks at a previous (possibly dead) owner.
-                values.update(end_time=None, owner_host=HOST, owner_pid=os.getpid(),
-                              heartbeat_time=now_ms())
-            self.store.update_run(conn, run_id, **values)
-            self._audit(conn, "run.set_status", "run", run_id,
-                        {"from": row.status, "to": st.value})
+            self._set_status(conn, run_id, st, end_time)
+
+    def _set_status(self, conn: Any, run_id: str, st: RunStatus, end_time: int | None,
+                    old: str | None = None) -> None:
+        """Change a run's status (NotFound when it does not exist) with its audit event;
+        ``old``: its status, when the caller has read it already."""
+        if old is None:
+            old = self.store.run_state(conn, run_id)[0]
+        if st.is_terminal:
+            self.store.set_run_status(conn, run_id, st.value,
+                                      end_time if end_time is not None else now_ms())
+        elif st is RunStatus.RUNNING:
+            # Resuming: the calling process takes the run over, so the liveness check
+            # no longer looks at a previous (possibly dead) owner.
+            self.store.update_run(conn, run_id, status=st.value, end_time=None,
+                                  owner_host=HOST, owner_pid=os.getpid(),
+                                  heartbeat_time=now_ms())
+        else:
+            self.store.update_run(conn, run_id, status=st.value)
+        self._audit(conn, "run.set_status", "run", run_id, {"from": old, "to": st.value})
 
     def set_run_name(self, run_id: str, run_name: str) -> None:
         v.check_name("run", run_name)
@@ -233,6 +258,7 @@ class TrackingService:
             self.store.update_run(conn, run_id, lifecycle_stage=stage.value)
             action = "delete" if stage is LifecycleStage.DELETED else "restore"
             self._audit(conn, f"run.{action}", "run", run_id)
+        _forget_touch(self.db.url, run_id)
 
     def gc_runs(self, *, stale_after_s: float | None = None) -> list[str]:
         """Mark RUNNING runs whose owner process died (SIGKILL, crash) as FAILED.
@@ -260,33 +286,65 @@ class TrackingService:
 
     def log_batch(self, run_id: str, *, metrics: Sequence[MetricPoint] = (),
                   params: dict[str, Any] | None = None, tags: dict[str, Any] | None = None,
-                  validated: bool = False) -> None:
+                  validated: bool = False, end_status: RunStatus | str | None = None,
+                  end_time: int | None = None) -> None:
         """Write metrics, params and tags of one run in one transaction with one audit event.
 
         ``validated=True`` skips the checks (the buffered writer validated at call time).
+        With ``end_status``, the same transaction then ends the run as :meth:`end_run` does
+        (with its own ``run.set_status`` event): the buffered writer's last batch of a run.
         """
+        st = None if end_status is None else _run_status(end_status)
         if not validated:
             v.check_run_id(run_id)
-            metrics = [(v.check_key("metric", k), *v.check_metric(k, val, step),
-                        v.check_timestamp(k, ts)) for k, val, step, ts in metrics]
+            metrics = v.check_metric_points(metrics)
             params = {v.check_key("param", k): v.check_param_value(k, val)
                       for k, val in (params or {}).items()}
             tags = self._clean_tags(tags)
+        elif st is not None:
+            v.check_run_id(run_id)
         if not (metrics or params or tags):
+            if st is not None:
+                self.end_run(run_id, st, end_time)
             return
+        old = None
         with self.db.write() as conn:
-            self._touch_active_run(conn, run_id)
-            self.store.write_params(conn, run_id, params or {})
-            self.store.write_tags(conn, run_id, tags or {})
+            if st is None:
+                self._touch_active_run(conn, run_id)
+            else:  # ending it: check the run whatever the window, and keep its status
+                old, stage = self.store.run_state(conn, run_id)
+                if stage != LifecycleStage.ACTIVE.value:
+                    raise self._deleted(run_id)
+            if params:
+                self.store.write_params(conn, run_id, params)
+            if tags:
+                self.store.write_tags(conn, run_id, tags)
             self.store.write_metrics(conn, run_id, metrics)
             self._audit(conn, "run.log_batch", "run", run_id, {
                 "metrics": len(metrics), "params": sorted(params or {}),
                 "tags": sorted(tags or {})})
+            if st is not None:
+                self._set_status(conn, run_id, st, end_time, old)
 
     def _touch_active_run(self, conn: Any, run_id: str) -> None:
+        """Check that the run exists and is not deleted, and refresh its heartbeat; skipped
+        when this process did so less than TOUCH_WINDOW_S ago."""
+        key = (self.db.url, run_id)
+        now = time.monotonic()
+        last = _touched.get(key)
+        if last is not None and now - last < TOUCH_WINDOW_S:
+            return
         if not self.store.touch_active_run(conn, run_id, now_ms()):
+            _touched.pop(key, None)
             self.store.run_row(conn, run_id)  # NotFound when it does not exist at all
-            raise errors.Conflict(f"run {run_id} is deleted; restore it before logging to it")
+            raise self._deleted(run_id)
+        if len(_touched) >= _TOUCHED_MAX:
+            _touched.clear()
+        _touched[key] = now
+
+    @staticmethod
+    def _deleted(run_id: str) -> errors.Conflict:
+        return errors.Conflict(f"run {run_id} is deleted; restore it before logging to it")
 
     def log_metric(self, run_id: str, key: str, value: float, step: int = 0,
                    timestamp: int | None = None) -> None:
@@ -441,6 +499,15 @@ _ADJECTIVES = ("amber", "bold", "calm", "deft", "eager", "fair", "glad", "keen",
                "merry", "noble", "proud", "quick", "rapid", "sharp", "tidy", "vivid", "wise")
 _NOUNS = ("anchor", "beacon", "cutter", "dinghy", "ferry", "galley", "harbor", "keel", "lantern",
           "mast", "oar", "pier", "rudder", "sail", "schooner", "tide", "wharf", "yawl")
+
+
+def _run_status(status: RunStatus | str) -> RunStatus:
+    try:
+        return RunStatus(status)
+    except ValueError:
+        raise errors.InvalidInput(
+            f"invalid run status {status!r}: use one of "
+            f"{', '.join(s.value for s in RunStatus)}", field="status") from None
 
 
 def _default_run_name(run_id: str) -> str:

@@ -11,7 +11,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from shipyard import errors
-from shipyard.store import insert_ignore, tables, upsert, upsert_latest_metric
+from shipyard.store import insert_ignore, tables, upsert
+from shipyard.store._dialect import (
+    Prepared,
+    build_insert_ignore,
+    build_upsert,
+    build_upsert_latest_metric,
+    execute_prepared,
+)
 
 from ._entities import (
     ArtifactInfo,
@@ -29,10 +36,35 @@ E, ET, R = tables.experiments, tables.experiment_tags, tables.runs
 P, T, M, LM = tables.params, tables.tags, tables.metrics, tables.latest_metrics
 
 
-def _metric_row(run_id: str, key: str, value: float, step: int, ts: int) -> dict[str, Any]:
-    nan = math.isnan(value)
-    return {"run_id": run_id, "key": key, "value": None if nan else value, "is_nan": nan,
-            "step": step, "timestamp": ts}
+_METRIC_COLUMNS = ["run_id", "key", "value", "is_nan", "step", "timestamp"]
+
+# The statements of the logging hot path, compiled once per dialect (see Prepared).
+_INSERT_METRICS = Prepared(lambda d: M.insert(), _METRIC_COLUMNS)
+_UPSERT_LATEST = Prepared(lambda d: build_upsert_latest_metric(d, LM), _METRIC_COLUMNS)
+_INSERT_PARAMS = Prepared(lambda d: build_insert_ignore(d, P, ["run_id", "key"]),
+                          ["run_id", "key", "value"])
+_UPSERT_TAGS = Prepared(lambda d: build_upsert(d, T, ["run_id", "key"], ["value"]),
+                        ["run_id", "key", "value"])
+_TOUCH_RUN = Prepared(
+    lambda d: R.update().where(R.c.run_id == sa.bindparam("b_run_id"),
+                               R.c.lifecycle_stage == sa.literal_column("'active'"))
+    .values(heartbeat_time=sa.bindparam("b_now")),
+    ["b_now", "b_run_id"])
+_RUN_STATE = Prepared(
+    lambda d: sa.select(R.c.status, R.c.lifecycle_stage)
+    .where(R.c.run_id == sa.bindparam("b_run_id")),
+    ["b_run_id"])
+_SET_STATUS = Prepared(
+    lambda d: R.update().where(R.c.run_id == sa.bindparam("b_run_id"))
+    .values(status=sa.bindparam("b_status"), end_time=sa.bindparam("b_end")),
+    ["b_status", "b_end", "b_run_id"])
+_EXPERIMENT_STAGE = Prepared(
+    lambda d: sa.select(E.c.lifecycle_stage).where(E.c.experiment_id == sa.bindparam("b_id")),
+    ["b_id"])
+_RUN_COLUMNS = ["run_id", "experiment_id", "run_name", "status", "start_time",
+                "lifecycle_stage", "parent_run_id", "user_id", "owner_host", "owner_pid",
+                "heartbeat_time"]
+_INSERT_RUN = Prepared(lambda d: R.insert(), _RUN_COLUMNS)
 
 
 class TrackingStore:
@@ -102,7 +134,33 @@ class TrackingStore:
 
     @staticmethod
     def insert_run(conn: Connection, values: dict[str, Any]) -> None:
-        conn.execute(R.insert().values(**values))
+        if values.keys() == set(_RUN_COLUMNS):
+            execute_prepared(conn, _INSERT_RUN, [tuple(values[c] for c in _RUN_COLUMNS)])
+        else:
+            conn.execute(R.insert().values(**values))
+
+    @staticmethod
+    def experiment_stage(conn: Connection, experiment_id: str) -> str | None:
+        """The lifecycle stage of an experiment, or None when it does not exist."""
+        try:
+            eid = int(experiment_id)
+        except (TypeError, ValueError):
+            raise errors.InvalidInput(f"invalid experiment id {experiment_id!r}",
+                                      field="experiment_id") from None
+        found = execute_prepared(conn, _EXPERIMENT_STAGE, [(eid,)], fetch=True)
+        return str(found[0][0]) if found else None
+
+    @staticmethod
+    def run_state(conn: Connection, run_id: str) -> tuple[str, str]:
+        """(status, lifecycle stage) of a run; NotFound when it does not exist."""
+        found = execute_prepared(conn, _RUN_STATE, [(run_id,)], fetch=True)
+        if not found:
+            raise errors.NotFound(f"run {run_id} does not exist")
+        return str(found[0][0]), str(found[0][1])
+
+    @staticmethod
+    def set_run_status(conn: Connection, run_id: str, status: str, end_time: int | None) -> None:
+        execute_prepared(conn, _SET_STATUS, [(status, end_time, run_id)])
 
     @staticmethod
     def update_run(conn: Connection, run_id: str, **values: Any) -> int:
@@ -159,9 +217,7 @@ class TrackingStore:
     @staticmethod
     def touch_active_run(conn: Connection, run_id: str, now: int) -> bool:
         """Refresh the run's heartbeat; False when it does not exist or is deleted."""
-        return bool(conn.execute(
-            R.update().where(R.c.run_id == run_id, R.c.lifecycle_stage == "active")
-            .values(heartbeat_time=now)).rowcount)
+        return bool(execute_prepared(conn, _TOUCH_RUN, [(now, run_id)]))
 
     @staticmethod
     def fail_if_running(conn: Connection, run_id: str, now: int) -> bool:
@@ -177,27 +233,31 @@ class TrackingStore:
 
     @staticmethod
     def write_params(conn: Connection, run_id: str, params: dict[str, str]) -> None:
-        """Insert params; a key already logged with a different value is a Conflict."""
+        """Insert params; a key already logged with a different value is a Conflict.
+
+        Insert-or-ignore first: when every row went in (the usual case) no key existed and
+        nothing needs comparing; otherwise the stored values are read and compared, and a
+        Conflict rolls the caller's transaction back, inserted rows included.
+        """
         if not params:
+            return
+        inserted = execute_prepared(conn, _INSERT_PARAMS,
+                                    [(run_id, k, v) for k, v in params.items()])
+        if inserted == len(params):
             return
         existing = dict(conn.execute(
             sa.select(P.c.key, P.c.value).where(P.c.run_id == run_id, P.c.key.in_(list(params)))
         ).all())
         for key, value in params.items():
-            if key in existing and existing[key] != value:
+            if existing.get(key, value) != value:
                 raise errors.Conflict(
                     f"param {key!r} of run {run_id} was logged as {existing[key]!r}; "
                     f"params are immutable, so it cannot become {value!r}", field="param")
-        new = [{"run_id": run_id, "key": k, "value": v} for k, v in params.items()
-               if k not in existing]
-        if new:
-            conn.execute(insert_ignore(conn, P, ["run_id", "key"]), new)
 
     @staticmethod
     def write_tags(conn: Connection, run_id: str, tags: dict[str, str]) -> None:
         if tags:
-            conn.execute(upsert(conn, T, ["run_id", "key"], ["value"]),
-                         [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()])
+            execute_prepared(conn, _UPSERT_TAGS, [(run_id, k, v) for k, v in tags.items()])
 
     @staticmethod
     def delete_tag(conn: Connection, run_id: str, key: str) -> int:
@@ -209,14 +269,20 @@ class TrackingStore:
         """Append metric points (key, value, step, timestamp) and refresh latest values."""
         if not points:
             return
-        rows = [_metric_row(run_id, k, v, s, ts) for k, v, s, ts in points]
-        conn.execute(M.insert(), rows)
-        latest: dict[str, dict[str, Any]] = {}
-        for row in rows:
-            cur = latest.get(row["key"])
-            if cur is None or (row["step"], row["timestamp"]) >= (cur["step"], cur["timestamp"]):
-                latest[row["key"]] = row
-        conn.execute(upsert_latest_metric(conn, LM), list(latest.values()))
+        # Rows in _METRIC_COLUMNS order; NaN is stored as value NULL + is_nan.
+        rows = [(run_id, k, None, True, s, ts) if v != v else (run_id, k, v, False, s, ts)
+                for k, v, s, ts in points]
+        execute_prepared(conn, _INSERT_METRICS, rows)
+        if len(rows) == 1:
+            execute_prepared(conn, _UPSERT_LATEST, rows)
+            return
+        latest: dict[str, tuple[Any, ...]] = {}
+        get = latest.get
+        for row in rows:  # per key, the point with the largest (step, timestamp); ties: last
+            cur = get(row[1])
+            if cur is None or row[4] > cur[4] or (row[4] == cur[4] and row[5] >= cur[5]):
+                latest[row[1]] = row
+        execute_prepared(conn, _UPSERT_LATEST, list(latest.values()))
 
     @staticmethod
     def metric_history(conn: Connection, run_id: str, key: str) -> list[Metric]:

@@ -24,6 +24,7 @@ __all__ = [
     "check_timestamp",
     "check_run_id",
     "check_artifact_path",
+    "check_metric_points",
 ]
 
 MAX_NAME = 250
@@ -33,6 +34,9 @@ MAX_TAG_VALUE = 8000
 _KEY_RE = re.compile(r"^[\w\-. /:]+$")
 _RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+#: Keys that passed check_key (valid for any kind); a bounded memo of the hot loop's work.
+_VALID_KEYS: set[str] = set()
+_VALID_KEYS_MAX = 4096
 
 
 def check_name(kind: str, name: Any) -> str:
@@ -52,6 +56,8 @@ def check_name(kind: str, name: Any) -> str:
 
 def check_key(kind: str, key: Any) -> str:
     """A param, metric or tag key: letters, digits, ``_ - . / : space``; no ``..`` or leading /."""
+    if type(key) is str and key in _VALID_KEYS:
+        return key
     if not isinstance(key, str):
         raise InvalidInput(f"{kind} key must be a string, got {type(key).__name__}", field=kind)
     if not key:
@@ -67,6 +73,10 @@ def check_key(kind: str, key: Any) -> str:
         )
     if key.startswith("/") or ".." in key.split("/"):
         raise InvalidInput(f"{kind} key {key!r} must be a relative name without '..'", field=kind)
+    if type(key) is str:  # not a subclass, whose hash or equality could differ
+        if len(_VALID_KEYS) >= _VALID_KEYS_MAX:
+            _VALID_KEYS.clear()
+        _VALID_KEYS.add(key)
     return key
 
 
@@ -113,6 +123,10 @@ def _int64(value: Any) -> int | None:
 
 def check_metric(key: str, value: Any, step: Any) -> tuple[float, int]:
     """A metric value must be a real number (NaN and ±inf are kept); step a 64-bit integer."""
+    # Fast path: a plain float and a plain int (or no step), the common case.
+    if type(value) is float and (step is None or (
+            type(step) is int and _INT64_MIN <= step <= _INT64_MAX)):
+        return (value if value == value else math.nan), (0 if step is None else step)
     fvalue = None
     if not isinstance(value, bool) and isinstance(value, Real):
         # numpy scalars are Real; strings and None are not.
@@ -135,12 +149,36 @@ def check_metric(key: str, value: Any, step: Any) -> tuple[float, int]:
 
 def check_timestamp(key: str, timestamp: Any) -> int:
     """A metric timestamp: integer milliseconds since the epoch (64-bit)."""
+    if type(timestamp) is int and _INT64_MIN <= timestamp <= _INT64_MAX:
+        return timestamp
     ts = _int64(timestamp)
     if ts is None:
         raise InvalidInput(
             f"metric {key!r} timestamp must be integer milliseconds, got {timestamp!r}",
             field="timestamp")
     return ts
+
+
+def check_metric_points(points: Any) -> list[tuple[str, float, int, int]]:
+    """Check (key, value, step, timestamp) points as check_key, check_metric and
+    check_timestamp do, point by point (the first bad one raises); each distinct key is
+    checked once, and plain float values with int steps and timestamps take a fast path."""
+    out: list[tuple[str, float, int, int]] = []
+    append = out.append
+    seen: set[str] = set()
+    lo, hi = _INT64_MIN, _INT64_MAX
+    for key, value, step, ts in points:
+        if type(key) is not str or key not in seen:
+            check_key("metric", key)
+            if type(key) is str:
+                seen.add(key)
+        if (type(value) is float and type(step) is int and type(ts) is int
+                and lo <= step <= hi and lo <= ts <= hi):
+            append((key, value if value == value else math.nan, step, ts))
+        else:
+            fvalue, istep = check_metric(key, value, step)
+            append((key, fvalue, istep, check_timestamp(key, ts)))
+    return out
 
 
 def _short(value: Any) -> str:

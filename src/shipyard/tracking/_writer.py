@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from shipyard import errors
 
 if TYPE_CHECKING:
+    from ._entities import RunStatus
     from ._service import MetricPoint, TrackingService
 
 __all__ = ["BatchWriter"]
@@ -100,6 +101,29 @@ class BatchWriter:
         self._drain()
         self._raise_errors(run_id)
 
+    def finish(self, run_id: str, status: RunStatus | str, end_time: int | None = None) -> None:
+        """Flush, and end ``run_id`` in the transaction that writes its last batch.
+
+        The run is ended even when its records cannot be written (e.g. it was deleted): the
+        status change is then a transaction of its own. Raises the first error met writing
+        the run's records, now or earlier, as :meth:`flush` does.
+        """
+        try:
+            with self._write_lock:
+                with self._lock:
+                    batch, self._pending, self._count = self._pending, {}, 0
+                own = batch.pop(run_id, None)
+                for other, buf in batch.items():
+                    if len(buf):
+                        self._write(other, buf)
+                if own is None or not len(own) or not self._write(
+                        run_id, own, end_status=status, end_time=end_time):
+                    self.service.end_run(run_id, status, end_time)
+        finally:
+            found = self._take_errors(run_id)
+        if found:
+            raise found[0]
+
     def pending(self) -> int:
         return self._count
 
@@ -110,14 +134,18 @@ class BatchWriter:
         self._drain()
 
     def _raise_errors(self, run_id: str | None) -> None:
+        found = self._take_errors(run_id)
+        if found:
+            raise found[0]
+
+    def _take_errors(self, run_id: str | None) -> list[errors.ShipyardError]:
         with self._lock:
             if run_id is None:
                 found = [e for errs in self._errors.values() for e in errs]
                 self._errors.clear()
             else:
                 found = self._errors.pop(run_id, [])
-        if found:
-            raise found[0]
+        return found
 
     def _start(self) -> None:
         with self._lock:
@@ -143,19 +171,23 @@ class BatchWriter:
                 if len(buf):
                     self._write(run_id, buf)
 
-    def _write(self, run_id: str, buf: _RunBuffer) -> None:
+    def _write(self, run_id: str, buf: _RunBuffer, *, end_status: RunStatus | str | None = None,
+               end_time: int | None = None) -> bool:
+        """Write one run's batch (and end the run, with ``end_status``); False when it failed,
+        the error kept for flush()."""
         for attempt in range(_RETRIES):
             try:
                 self.service.log_batch(run_id, metrics=buf.metrics, params=buf.params,
-                                       tags=buf.tags, validated=True)
-                return
+                                       tags=buf.tags, validated=True, end_status=end_status,
+                                       end_time=end_time)
+                return True
             except (errors.Conflict, errors.NotFound, errors.InvalidInput) as exc:
                 self._keep_error(run_id, exc)
-                return
+                return False
             except errors.ShipyardError as exc:  # database unavailable: retry, then give up
                 if attempt == _RETRIES - 1:
                     self._keep_error(run_id, exc)
-                    return
+                    return False
                 time.sleep(0.2 * (attempt + 1))
             except Exception as exc:  # noqa: BLE001 - unexpected: keep it for flush()
                 # Raising here would drop the other runs' batches of this drain, and the
@@ -164,7 +196,8 @@ class BatchWriter:
                     f"writing buffered records of run {run_id} failed: {exc!r}")
                 error.__cause__ = exc
                 self._keep_error(run_id, error)
-                return
+                return False
+        return False
 
     def _keep_error(self, run_id: str, exc: errors.ShipyardError) -> None:
         with self._lock:
