@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterable
+from functools import lru_cache
 from importlib import metadata
 from typing import Any
 
@@ -19,6 +20,7 @@ __all__ = ["capture_environment", "CORE_PACKAGES"]
 CORE_PACKAGES = ("numpy", "pandas")
 
 
+@lru_cache(maxsize=256)  # installed versions do not change while a process runs
 def _pin(dist: str) -> str | None:
     try:
         return f"{dist}=={metadata.version(dist)}"

@@ -20,6 +20,17 @@ MV, MVT = tables.model_versions, tables.model_version_tags
 AL, AH = tables.model_aliases, tables.alias_history
 
 
+# Built once: resolving an alias is a hot path (servers, loaders), and building the SQL
+# expression each call cost more than running it.
+_N: sa.BindParameter[str] = sa.bindparam("n")
+_V: sa.BindParameter[int] = sa.bindparam("v")
+_A: sa.BindParameter[str] = sa.bindparam("a")
+_VERSION_Q = sa.select(MV).where(MV.c.name == _N, MV.c.version == _V)
+_VERSION_TAGS_Q = sa.select(MVT.c.key, MVT.c.value).where(MVT.c.name == _N, MVT.c.version == _V)
+_VERSION_ALIASES_Q = sa.select(AL.c.alias).where(AL.c.name == _N, AL.c.version == _V)
+_ALIAS_Q = sa.select(AL.c.version).where(AL.c.name == _N, AL.c.alias == _A)
+
+
 class RegistryStore:
     """Stateless SQL on the caller's connection."""
 
@@ -119,17 +130,20 @@ class RegistryStore:
                 for r in rows]
 
     def get_version(self, conn: Connection, name: str, version: int) -> ModelVersion:
-        found = self.get_versions(conn, sa.and_(MV.c.name == name, MV.c.version == version))
-        if not found:
+        """One version, reading only its own tags and aliases (the hot path of resolve)."""
+        params = {"n": name, "v": version}
+        row = conn.execute(_VERSION_Q, params).first()
+        if row is None:
             raise errors.NotFound(f"model {name!r} has no version {version}")
-        return found[0]
+        tags = dict(conn.execute(_VERSION_TAGS_Q, params).all())
+        aliases = sorted(conn.execute(_VERSION_ALIASES_Q, params).scalars())
+        return _version(row, tags, aliases)
 
     # -- aliases -----------------------------------------------------------------------------
 
     @staticmethod
     def alias_version(conn: Connection, name: str, alias: str) -> int | None:
-        return conn.execute(sa.select(AL.c.version)
-                            .where(AL.c.name == name, AL.c.alias == alias)).scalar()
+        return conn.execute(_ALIAS_Q, {"n": name, "a": alias}).scalar()
 
     @staticmethod
     def aliases_of(conn: Connection, name: str, version: int) -> list[str]:

@@ -433,16 +433,20 @@ class TrackingService:
         if not Path(local_path).is_file():
             raise errors.InvalidInput(f"no such file: {local_path}", field="local_path")
         v.check_run_id(run_id)
-        self.get_run(run_id)  # fail before uploading for an unknown run
+        self._require_run(run_id)  # fail before uploading for an unknown run
         digest, size = self.artifacts.put_file(local_path)
         return self._commit_artifact(run_id, path, digest, size)
 
     def log_artifact_bytes(self, run_id: str, data: bytes, artifact_path: str) -> ArtifactInfo:
         path = v.check_artifact_path(artifact_path)
-        v.check_run_id(run_id)
-        self.get_run(run_id)
+        self._require_run(v.check_run_id(run_id))
         digest, size = self.artifacts.put_bytes(data)
         return self._commit_artifact(run_id, path, digest, size)
+
+    def _require_run(self, run_id: str) -> None:
+        """NotFound unless the run exists (a light check before uploading bytes)."""
+        with self.db.read() as conn:
+            self.store.run_row(conn, run_id)
 
     def _commit_artifact(self, run_id: str, path: str, digest: str, size: int) -> ArtifactInfo:
         now = now_ms()
