@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -513,7 +513,7 @@ def search_runs(experiment_names: Sequence[str] | None = None, *,
                              for n in experiment_names]
     runs: list[Run] = []
     token = None
-    for _page in _pages():
+    while True:
         page, token = service.search_runs(ids, filter_string=filter_string, order_by=order_by,
                                           max_results=min(max_results - len(runs), 50_000),
                                           page_token=token, run_view=run_view)
@@ -525,13 +525,6 @@ def search_runs(experiment_names: Sequence[str] | None = None, *,
     import pandas as pd
 
     return pd.DataFrame([r.flat() for r in runs])
-
-
-def _pages() -> Iterator[int]:
-    i = 0
-    while True:
-        yield i
-        i += 1
 
 
 @functools.lru_cache(maxsize=1)

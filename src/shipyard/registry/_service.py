@@ -107,6 +107,10 @@ class RegistryService:
         return self._load_run_model(run_ref.run_id, run_ref.path, version.digest)
 
     def _load_run_model(self, run_id: str, path: str, expected: str | None) -> LoadedModel:
+        if expected is not None and (self.cache_dir / expected / MANIFEST).is_file():
+            # Already downloaded: load_model_dir re-hashes every file against the digest,
+            # so the store's copy of the manifest need not be fetched again.
+            return load_model_dir(self.cache_dir / expected, expected)
         manifest, digest = self._read_manifest(run_id, path)
         if expected is not None and digest != expected:
             raise errors.IntegrityError(

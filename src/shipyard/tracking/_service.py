@@ -9,7 +9,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -518,6 +518,3 @@ def _default_run_name(run_id: str) -> str:
     n = int(run_id[:8], 16)
     return f"{_ADJECTIVES[n % len(_ADJECTIVES)]}-{_NOUNS[(n // 31) % len(_NOUNS)]}-{n % 1000}"
 
-
-def iter_points(metrics: dict[str, float], step: int, ts: int) -> Iterable[MetricPoint]:
-    return ((k, val, step, ts) for k, val in metrics.items())
