@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from shipyard.api._remote import Transport
     from shipyard.artifacts import ArtifactStore
     from shipyard.auth import AuthService
+    from shipyard.deployments import DeploymentService
     from shipyard.features import FeatureRegistry, FeatureStore
     from shipyard.registry import RegistryService
     from shipyard.store import Database
@@ -94,6 +95,18 @@ class Client:
                                   tracking=self.tracking, cache_dir=cache,
                                   actor=self.settings.actor)
         return RegistryService(self.tracking, cache)
+
+    @cached_property
+    def deployments(self) -> DeploymentService:
+        """Deployments of registered models: rollout specs, decisions, shared arm state."""
+        from shipyard.deployments import DeploymentService
+
+        if self.is_remote:
+            from shipyard.api._remote import remote_service
+
+            return remote_service(DeploymentService, "deployments", self.transport,
+                                  registry=self.registry, actor=self.settings.actor)
+        return DeploymentService(self.registry)
 
     @cached_property
     def features(self) -> FeatureRegistry:

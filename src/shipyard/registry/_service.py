@@ -345,15 +345,23 @@ class RegistryService:
         """Point ``alias`` at ``version`` (moving it if set); policies may refuse."""
         check_alias(alias)
         with self.db.write() as conn:
-            target = self.store.get_version(conn, name, int(version))
-            if target.status is not VersionStatus.READY:
-                raise errors.Conflict(f"{target.uri} is {target.status.value}; only ready "
-                                      "versions can take an alias")
-            previous = self.store.alias_version(conn, name, alias)
-            for policy in _POLICIES:
-                policy(self, name, alias, previous, target.version)
-            self.store.put_alias(conn, name, alias, target.version)
-            return self._record_alias(conn, name, alias, previous, target.version, reason)
+            return self.set_alias_in(conn, name, alias, version, reason=reason)
+
+    def set_alias_in(self, conn: Any, name: str, alias: str, version: int, *,
+                     reason: str | None = None) -> AliasChange:
+        """:meth:`set_alias` inside the caller's write transaction ``conn``, so that another
+        capability's change (a deployment's promote) and the alias move commit together.
+        Not a route: it takes a connection."""
+        check_alias(alias)
+        target = self.store.get_version(conn, name, int(version))
+        if target.status is not VersionStatus.READY:
+            raise errors.Conflict(f"{target.uri} is {target.status.value}; only ready "
+                                  "versions can take an alias")
+        previous = self.store.alias_version(conn, name, alias)
+        for policy in _POLICIES:
+            policy(self, name, alias, previous, target.version)
+        self.store.put_alias(conn, name, alias, target.version)
+        return self._record_alias(conn, name, alias, previous, target.version, reason)
 
     def delete_alias(self, name: str, alias: str, *, reason: str | None = None) -> AliasChange:
         check_alias(alias)

@@ -39,17 +39,20 @@ def request_services(request: Request) -> dict[str, Any]:
     user = getattr(request.state, "user", None)
     if user is None:
         services = {"tracking": client.tracking, "registry": client.registry,
-                    "auth": client.auth, "features": client.feature_store}
+                    "auth": client.auth, "features": client.feature_store,
+                    "deployments": client.deployments}
     else:
         from shipyard.auth import AuthService
+        from shipyard.deployments import DeploymentService
         from shipyard.registry import RegistryService
         from shipyard.tracking import TrackingService
 
         tracking = TrackingService(client.db, client.artifact_store, user.name)
-        services = {"tracking": tracking,
-                    "registry": RegistryService(tracking, client.registry.cache_dir),
+        registry = RegistryService(tracking, client.registry.cache_dir)
+        services = {"tracking": tracking, "registry": registry,
                     "auth": AuthService(client.db, user.name),
-                    "features": client.feature_store}
+                    "features": client.feature_store,
+                    "deployments": DeploymentService(registry)}
     request.state.services = services
     return services
 

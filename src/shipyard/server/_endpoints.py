@@ -27,12 +27,13 @@ MAX_JSON_BYTES = 16 * 2**20
 
 def service_classes() -> dict[str, type]:
     from shipyard.auth import AuthService
+    from shipyard.deployments import DeploymentService
     from shipyard.features import FeatureStore
     from shipyard.registry import RegistryService
     from shipyard.tracking import TrackingService
 
     return {"tracking": TrackingService, "registry": RegistryService, "auth": AuthService,
-            "features": FeatureStore}
+            "features": FeatureStore, "deployments": DeploymentService}
 
 
 class _Args(BaseModel):

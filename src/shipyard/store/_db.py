@@ -27,7 +27,7 @@ from . import _schema
 __all__ = ["Database", "HEAD_REVISION"]
 
 #: The newest Alembic revision shipped; a test checks it equals the migration scripts' head.
-HEAD_REVISION = "0004_auth"
+HEAD_REVISION = "0006_deployment_evidence"
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _READONLY = "shipyard_readonly"

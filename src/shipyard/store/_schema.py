@@ -355,3 +355,90 @@ api_tokens = Table(
     Column("revoked", Boolean, nullable=False, default=False),
     Column("last_used_time", BigInteger, nullable=True),
 )
+
+# -- deployments (rollouts) ---------------------------------------------------------------------
+
+# The current state of each deployment; ``spec_json`` holds its arms, strategy, guards, auto.
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("model", String(256), nullable=False),
+    Column("spec_json", Text, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("created_by", String(256), nullable=False),
+)
+
+# Every revision's spec, kept: an assignment made under revision N stays interpretable.
+deployment_revisions = Table(
+    "deployment_revisions",
+    metadata,
+    Column("deployment", String(256), ForeignKey("deployments.name", ondelete="CASCADE"),
+           nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("spec_json", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("actor", String(256), nullable=False),
+    PrimaryKeyConstraint("deployment", "revision"),
+)
+
+# Bandit / A-B state shared by every worker: only ever changed by ``SET x = x + :delta``.
+deployment_arm_stats = Table(
+    "deployment_arm_stats",
+    metadata,
+    Column("deployment", String(256), nullable=False),
+    Column("arm", String(64), nullable=False),
+    Column("pulls", BigInteger, nullable=False, default=0),
+    Column("rewards", BigInteger, nullable=False, default=0),
+    Column("reward_sum", Float(precision=53), nullable=False, default=0.0),
+    Column("reward_sq_sum", Float(precision=53), nullable=False, default=0.0),
+    Column("successes", Float(precision=53), nullable=False, default=0.0),
+    Column("failures", Float(precision=53), nullable=False, default=0.0),
+    PrimaryKeyConstraint("deployment", "arm"),
+)
+
+# Which arm answered a prediction: feedback reaching another worker still credits that arm.
+deployment_assignments = Table(
+    "deployment_assignments",
+    metadata,
+    Column("prediction_id", String(128), primary_key=True),
+    Column("deployment", String(256), nullable=False),
+    Column("arm", String(64), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("time", BigInteger, nullable=False),
+    Index("ix_deployment_assignments_deployment_time", "deployment", "time"),
+)
+
+# Append-only: every create/update/step/promote/rollback/stop with its reason and evidence.
+deployment_decisions = Table(
+    "deployment_decisions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("deployment", String(256), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("arm", String(64), nullable=True),
+    Column("reason", Text, nullable=False, default=""),
+    Column("evidence_json", Text, nullable=True),
+    Column("actor", String(256), nullable=False),
+    Column("time", BigInteger, nullable=False),
+    Index("ix_deployment_decisions_deployment", "deployment", "id"),
+)
+
+# Guard evidence of a revision shared by every router worker: one counter per row (requests,
+# errors, labelled, correct, shadow comparisons, latency histogram buckets ``lat:<k>``),
+# only ever changed by ``SET value = value + :delta``. The router gives the counters meaning.
+deployment_evidence = Table(
+    "deployment_evidence",
+    metadata,
+    Column("deployment", String(256), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("arm", String(64), nullable=False),
+    Column("counter", String(32), nullable=False),
+    Column("value", Float(precision=53), nullable=False, default=0.0),
+    PrimaryKeyConstraint("deployment", "revision", "arm", "counter"),
+)
