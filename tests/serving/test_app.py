@@ -182,3 +182,39 @@ def test_a_client_with_an_event_loop_per_request(served: ServedModel,
     body = {"records": credit.X.iloc[:1].to_dict("records")}
     for _ in range(3):
         assert client.post("/predict", json=body).status_code == 200
+
+
+def test_an_app_over_a_prebuilt_state_with_a_shared_log(served: ServedModel,
+                                                        credit: Registered,
+                                                        tmp_path: Path) -> None:
+    from shipyard.serving import PredictionLog, read_predictions
+    from shipyard.serving._state import ServingState
+
+    class CreditingState(ServingState):  # what the rollout router does with feedback
+        credited: list[tuple[str, float | None]] = []
+
+        async def record_feedback(self, prediction_id: str, *, label: object,
+                                  reward: float | None) -> bool:
+            self.credited.append((prediction_id, reward))
+            return await super().record_feedback(prediction_id, label=label, reward=reward)
+
+    shared = PredictionLog(tmp_path, "credit")
+    config = ServingConfig()
+    arms = [CreditingState(served, config, tmp_path, deployment="rollout", arm=arm,
+                           predlog=shared) for arm in ("stable", "canary")]
+    body = {"records": credit.X.iloc[:1].to_dict("records")}
+    for state in arms:
+        with make_client(create_app(state, ServingConfig(max_batch_size=1))) as client:
+            r = client.post("/predict", json=body)
+            assert r.status_code == 200 and r.json()["model_version"] == 1
+            pid = r.json()["prediction_ids"][0]
+            assert client.post("/feedback", json={"prediction_id": pid,
+                                                  "reward": 1}).status_code == 200
+        assert state.config is config  # the state's own, not the one passed beside it
+    assert [reward for _, reward in CreditingState.credited] == [1.0, 1.0]
+    assert not shared._closed  # the states did not close a log they do not own
+    shared.close()
+    log = read_predictions(tmp_path, "credit")
+    assert log["deployment"].tolist() == ["rollout", "rollout"]
+    assert log["arm"].tolist() == ["stable", "canary"]
+    assert read_feedback(tmp_path, "credit")["reward"].tolist() == [1.0, 1.0]

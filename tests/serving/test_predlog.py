@@ -117,3 +117,33 @@ def test_tensor_models_log_inputs_as_lists(tmp_path: Path) -> None:
     log = read_predictions(tmp_path, "t")
     assert log["input"].iloc[0].tolist() == [1.0, 1.0, 1.0]
     assert log["prediction"].iloc[1].tolist() == [0.0, 0.0]
+
+
+def test_rollout_columns_and_files_written_before_them(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    old_day = tmp_path / "predictions" / "m" / "date=2024-01-01"
+    old_day.mkdir(parents=True)
+    # A file as the log wrote it before deployment/arm existed.
+    pq.write_table(pa.table({
+        "prediction_id": ["a" * 32], "timestamp": pa.array([1704067200000],
+                                                           pa.timestamp("ms", tz="UTC")),
+        "model_name": ["m"], "model_version": [1], "model_digest": ["d"], "request_id": ["r"],
+        "endpoint": ["predict"], "latency_ms": [1.0], "input.x": [0.5], "prediction": [1]}),
+        old_day / "part-old.parquet")
+    only_old = read_predictions(tmp_path, "m")
+    assert only_old["deployment"].tolist() == [None] and only_old["arm"].tolist() == [None]
+    assert list(only_old.columns[:7]) == ["prediction_id", "timestamp", "model_name",
+                                          "model_version", "model_digest", "deployment", "arm"]
+    plog = PredictionLog(tmp_path, "m")
+    base = entry(2)
+    plog.append(LogEntry(**{**base.__dict__, "deployment": "credit-rollout", "arm": "canary",
+                            "endpoints": ["shadow", "shadow"]}))
+    plog.close()
+    log = read_predictions(tmp_path, "m")
+    assert log["deployment"].tolist() == [None, "credit-rollout", "credit-rollout"]
+    assert log["arm"].tolist() == [None, "canary", "canary"]
+    assert log["endpoint"].tolist() == ["predict", "shadow", "shadow"]
+    assert read_predictions(tmp_path / "empty", "m").columns[5:7].tolist() == ["deployment",
+                                                                               "arm"]

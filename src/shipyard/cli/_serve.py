@@ -32,24 +32,36 @@ def serve(
     log_predictions: bool = typer.Option(True, "--log-predictions/--no-log-predictions",
                                          help="Append every prediction to "
                                          "<home>/predictions/<model>/ (Parquet)."),
+    watch_interval: float = typer.Option(2.0, min=0, help="With NAME@ALIAS: seconds "
+                                         "between registry checks; when the alias moves, "
+                                         "each worker loads, warms and swaps to the new "
+                                         "version with no failed request. 0: keep the "
+                                         "version the alias names at start."),
     log_level: str = typer.Option("warning", help="uvicorn log level."),
 ) -> None:
-    """Serve one model version over HTTP: KServe V2 (/v2/...), /predict, /feedback, /metrics.
+    """Serve a model over HTTP: KServe V2 (/v2/...), /predict, /feedback, /metrics.
 
-    An alias is resolved when the server starts; every worker serves that version.
+    NAME@ALIAS is followed while the server runs (see --watch-interval); a version number
+    is served until the server stops. A worker that dies is replaced.
     """
     from shipyard.client import Client
+    from shipyard.registry import parse_model_uri
     from shipyard.serving import ServingConfig, resolve_model_ref, serve_model
 
     config = ServingConfig(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
                            max_queue=max_queue, max_body_bytes=int(max_body_mb * 2**20),
-                           log_predictions=log_predictions)
-    version = Client().registry.resolve(resolve_model_ref(model_ref))  # fails fast, pins
+                           log_predictions=log_predictions, watch_interval=watch_interval)
+    uri = resolve_model_ref(model_ref)
+    version = Client().registry.resolve(uri)  # fails fast on a bad reference
+    following = parse_model_uri(uri).kind == "alias" and watch_interval > 0
     typer.echo(f"Serving {version.name} v{version.version} (digest {version.digest[:12]}) on "
                f"http://{host}:{port} with {workers} worker{'s' if workers > 1 else ''}: "
                f"/v2/models/{version.name}/infer, /predict, /metrics", err=True)
-    serve_model(version.uri, config, host=host, port=port, workers=workers,
-                log_level=log_level)
+    if following:
+        typer.echo(f"Following {model_ref}: checked every {watch_interval:g} s", err=True)
+    # An alias followed is passed as is; anything else is pinned to the version just found.
+    serve_model(uri if following else version.uri, config, host=host, port=port,
+                workers=workers, log_level=log_level)
 
 
 def predict(

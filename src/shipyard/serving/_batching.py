@@ -6,6 +6,9 @@ request its own result. While a batch is being predicted the next one forms by i
 batches grow with load. On top of that the worker waits up to ``max_wait_ms`` for more
 requests, but only while requests are arriving concurrently: a lone sequential client never
 pays the wait (see :meth:`MicroBatcher._should_wait`).
+
+:meth:`MicroBatcher.close` drains: everything already queued or in hand is predicted and
+answered before the worker stops, which is what a zero-downtime model swap relies on.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-__all__ = ["MicroBatcher", "QueueFull", "BatchStats"]
+__all__ = ["MicroBatcher", "QueueFull", "BatchStats", "BatcherClosed"]
 
 log = logging.getLogger("shipyard.serving")
 T = TypeVar("T")
@@ -39,6 +42,10 @@ class QueueFull(Exception):
         self.max_queue = max_queue
 
 
+class BatcherClosed(RuntimeError):
+    """The batcher was closed before this request was predicted (a swap or a shutdown)."""
+
+
 @dataclass(frozen=True)
 class BatchStats:
     """What :attr:`MicroBatcher.on_batch` receives after each batch."""
@@ -47,6 +54,7 @@ class BatchStats:
     rows: int
     seconds: float
     waited: bool  # whether the worker waited max_wait_ms for more requests
+    queued: int = 0  # requests still waiting when the batch was answered
 
 
 @dataclass(eq=False)
@@ -81,6 +89,8 @@ class MicroBatcher(Generic[T, R]):
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="shipyard-predict")
         self._concurrent = False  # did recent requests arrive while others were pending?
         self._busy = False
+        self._closed = False
+        self._in_hand: list[_Pending] = []  # the batch taken from the queue, not answered
 
     @property
     def queue_depth(self) -> int:
@@ -88,7 +98,14 @@ class MicroBatcher(Generic[T, R]):
         return len(self._queue)
 
     async def submit(self, item: T, rows: int = 1) -> R:
-        """Queue ``item`` (``rows`` rows) and wait for its result; QueueFull when full."""
+        """Queue ``item`` (``rows`` rows) and wait for its result; QueueFull when full.
+
+        Everything up to the enqueue runs without yielding to the event loop, so a caller
+        that picked this batcher and calls ``submit`` at once is queued before any
+        :meth:`close` can start draining. BatcherClosed when it is closed already.
+        """
+        if self._closed:
+            raise BatcherClosed("this model's batcher is closed")
         self._ensure_worker()
         if len(self._queue) >= self.max_queue:
             raise QueueFull(self.max_queue)
@@ -114,10 +131,13 @@ class MicroBatcher(Generic[T, R]):
         assert self._wakeup is not None
         while True:
             if not self._queue:
+                if self._closed:
+                    return  # drained: close() is waiting for this
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
             batch: list[_Pending] = []
+            self._in_hand = batch  # what close() must answer if it has to give up waiting
             rows = self._take(batch, 0)
             self._concurrent = len(batch) > 1 or self._concurrent
             waited = self._should_wait(rows)
@@ -127,6 +147,7 @@ class MicroBatcher(Generic[T, R]):
                 self._concurrent = len(batch) > before
             if batch:
                 await self._execute(batch, waited)
+            self._in_hand = []
 
     def _take(self, batch: list[_Pending], rows: int) -> int:
         """Move queued requests into ``batch`` while it has room; returns its row count."""
@@ -147,12 +168,13 @@ class MicroBatcher(Generic[T, R]):
         # sends its next request after this answer, so a wait would only add latency; the
         # flag is set when requests queued up behind each other, and cleared by a wait that
         # brought nothing.
-        return self.max_wait > 0 and rows < self.max_batch_size and self._concurrent
+        return (self.max_wait > 0 and rows < self.max_batch_size and self._concurrent
+                and not self._closed)
 
     async def _wait_for_more(self, batch: list[_Pending], rows: int) -> int:
         assert self._loop is not None and self._wakeup is not None
         deadline = self._loop.time() + self.max_wait
-        while rows < self.max_batch_size:
+        while rows < self.max_batch_size and not self._closed:
             remaining = deadline - self._loop.time()
             if remaining <= 0:
                 break
@@ -187,24 +209,37 @@ class MicroBatcher(Generic[T, R]):
                 pending.future.set_result(result)
         if self.on_batch is not None:
             stats = BatchStats(items=len(batch), rows=sum(p.rows for p in batch),
-                               seconds=time.perf_counter() - started, waited=waited)
+                               seconds=time.perf_counter() - started, waited=waited,
+                               queued=len(self._queue))
             try:
                 self.on_batch(stats)
             except Exception:  # noqa: BLE001 - a metrics hook must not stop the batcher
                 log.exception("the on_batch hook failed")
 
     async def close(self, *, drain_timeout: float = 10.0) -> None:
-        """Let queued requests finish (up to ``drain_timeout`` seconds), then stop."""
-        deadline = time.monotonic() + drain_timeout
-        while (self._queue or self._busy) and time.monotonic() < deadline \
-                and self._worker is not None and not self._worker.done():
-            await asyncio.sleep(0.005)
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RuntimeError):
-                await self._worker
-        for pending in self._queue:
+        """Answer everything queued or being predicted (up to ``drain_timeout`` seconds),
+        then stop. New :meth:`submit` calls raise BatcherClosed from now on."""
+        self._closed = True
+        worker = self._worker
+        if worker is not None and not worker.done():
+            if self._loop is asyncio.get_running_loop():
+                assert self._wakeup is not None
+                self._wakeup.set()
+                try:
+                    await asyncio.wait_for(asyncio.shield(worker), drain_timeout)
+                except TimeoutError:
+                    log.warning("the batcher did not drain in %.0f s; failing %d queued "
+                                "requests", drain_timeout, len(self._queue))
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+            else:  # the loop that ran the worker is gone (a test client's): nothing to drain
+                with contextlib.suppress(RuntimeError):
+                    worker.cancel()
+        for pending in [*self._in_hand, *self._queue]:
             if not pending.future.done():
-                pending.future.set_exception(RuntimeError("the server is shutting down"))
+                pending.future.set_exception(BatcherClosed("the model was closed before "
+                                                           "this request was answered"))
         self._queue.clear()
+        self._in_hand = []
         self._executor.shutdown(wait=False)

@@ -4,12 +4,18 @@
 thread: it joins the requests' columns, enforces the signature once for the whole batch,
 calls the flavor, and splits the outputs back. When the joined batch fails (one request
 with a bad value), it retries request by request, so only the bad request gets the error.
+Two optional steps ride along without costing the other requests anything: a version that
+lists a feature service completes requests that carry entity keys from the online store
+(``_features``, one read for the batch), and the rows of requests that asked for an
+explanation get SHAP values (``_explain``).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +28,9 @@ if TYPE_CHECKING:
 
     from shipyard.client import Client
     from shipyard.models import LoadedModel, Signature
+
+    from ._explain import ModelExplainer
+    from ._features import FeatureLookup
 
 __all__ = ["ServedModel", "PredictionRequest", "PredictionResult", "resolve_model_ref",
            "new_prediction_ids"]
@@ -61,6 +70,10 @@ class PredictionRequest:
     endpoint: str = "predict"
     request_id: str = ""
     started: float = field(default_factory=time.perf_counter)
+    #: compute per-row SHAP values and reason codes for this request's rows
+    explain: bool = False
+    #: the caller's sticky key (canary/A-B assignment); the model itself ignores it
+    routing_key: str | None = None
 
     @property
     def key(self) -> Any:
@@ -75,6 +88,10 @@ class PredictionResult:
     predictions: np.ndarray
     probabilities: np.ndarray | None
     prediction_ids: list[str]
+    #: the version that answered (versions swap and several arms serve at once)
+    model_version: int | None = None
+    #: per-row explanations when the request asked for them (see ``_explain``)
+    explanations: Any | None = None
 
 
 #: Called with every predicted batch: (joined model input, requests, outputs).
@@ -85,16 +102,20 @@ class ServedModel:
     """A loaded model version and what the server needs to know about it."""
 
     def __init__(self, loaded: LoadedModel, *, name: str, version: int | None,
-                 uri: str) -> None:
+                 uri: str, features: FeatureLookup | None = None) -> None:
         from shipyard.models import get_flavor
 
         self.loaded = loaded
         self.name = name
         self.version = version
         self.uri = uri
+        #: the online feature lookup of a version that lists a feature service (_features)
+        self.features = features
         self.digest = loaded.digest
         self._flavor = get_flavor(loaded.flavor)
         self._options = loaded.manifest.flavor_options
+        self._explainer: ModelExplainer | errors.ShipyardError | None = None
+        self._explainer_lock = threading.Lock()
 
     @classmethod
     def load(cls, ref: str, client: Client | None = None) -> ServedModel:
@@ -102,7 +123,8 @@ class ServedModel:
         from shipyard.client import Client
         from shipyard.registry import parse_model_uri
 
-        registry = (client or Client()).registry
+        client = client or Client()
+        registry = client.registry
         uri = resolve_model_ref(ref)
         parsed = parse_model_uri(uri)
         if parsed.kind == "run":
@@ -110,8 +132,9 @@ class ServedModel:
                        uri=uri)
         version = registry.resolve(uri)
         pinned = version.uri
-        return cls(registry.load_model(pinned), name=version.name, version=version.version,
-                   uri=pinned)
+        loaded = registry.load_model(pinned)
+        return cls(loaded, name=version.name, version=version.version, uri=pinned,
+                   features=_feature_lookup(client, version, loaded))
 
     # -- what the model takes and returns ------------------------------------------------
 
@@ -152,6 +175,9 @@ class ServedModel:
     def joinable(self, data: Any) -> bool:
         """Whether ``data`` (a dict of columns) has the signature's columns, so that it can
         join a batch. Reorders the columns, and drops extra ones when the signature does."""
+        if self.features is not None and self.features.wants(data):
+            self.features.check(data)  # the lookup builds the model's columns later
+            return True
         columns = self.columns
         if columns is None or not isinstance(data, dict):
             return True
@@ -178,6 +204,69 @@ class ServedModel:
             return sig.enforce(_frame(data) if isinstance(data, dict) else data)
         return _frame(data) if isinstance(data, dict) else data
 
+    # -- explanations ----------------------------------------------------------------------
+
+    @property
+    def explainer_ready(self) -> bool:
+        """Whether :meth:`explainer` has been built (or refused) already: then it is free."""
+        return self._explainer is not None
+
+    def explainer(self) -> ModelExplainer:
+        """The SHAP explainer of this model, built on first use (it imports shap: seconds,
+        so the server calls this off the event loop); InvalidInput when there is none."""
+        found = self._explainer
+        if found is None:
+            with self._explainer_lock:
+                found = self._explainer
+                if found is None:
+                    found = self._explainer = self._build_explainer()
+        if isinstance(found, errors.ShipyardError):
+            raise found
+        return found
+
+    def _build_explainer(self) -> ModelExplainer | errors.ShipyardError:
+        from ._explain import build_explainer
+
+        try:
+            return build_explainer(self.loaded.native, self.flavor, self._options,
+                                   self._input_example())
+        except errors.ShipyardError as exc:  # a refusal: remembered, not retried per request
+            return exc
+
+    def _input_example(self) -> Any | None:
+        """The stored input example, signature-checked (the background of linear models)."""
+        path = self.loaded.path / "input_example.json"
+        if not path.is_file():
+            return None
+        try:
+            raw = json.loads(path.read_text())
+            if isinstance(raw, list) and raw and isinstance(raw[0], dict):
+                return self.enforce({k: [r.get(k) for r in raw] for k in raw[0]})
+            import numpy as np
+
+            return self.enforce(np.asarray(raw))
+        except Exception:  # noqa: BLE001 - an unusable example: explain against zero instead
+            return None
+
+    def _explain(self, model_input: Any, group: list[PredictionRequest],
+                 preds: np.ndarray) -> list[Any]:
+        """Explanations for the requests of ``group`` that asked (None for the others)."""
+        import numpy as np
+
+        explainer = self.explainer()
+        asked = [r.explain for r in group]
+        part, part_preds = model_input, preds
+        if not all(asked):  # only the rows of the requests that asked
+            bounds = np.cumsum([0] + [r.rows for r in group])
+            rows = np.concatenate([np.arange(bounds[i], bounds[i + 1])
+                                   for i, a in enumerate(asked) if a])
+            part = model_input.iloc[rows] if hasattr(model_input, "iloc") else \
+                model_input[rows]
+            part_preds = preds[rows]
+        explained = iter(explainer.explain(part, part_preds))
+        return [[next(explained) for _ in range(r.rows)] if r.explain else None
+                for r in group]
+
     # -- the batch handler (predict thread) ----------------------------------------------
 
     def predict_requests(self, requests: list[PredictionRequest],
@@ -201,7 +290,7 @@ class ServedModel:
                        listener: BatchListener | None = None,
                        ) -> list[PredictionResult | BaseException]:
         try:
-            model_input = self.enforce(_join([r.data for r in group]))
+            model_input = self.enforce(self._with_features(_join([r.data for r in group])))
             outputs = self.call_model(model_input, sum(r.rows for r in group),
                                       want_proba=any(r.want_proba for r in group))
         except Exception as exc:  # noqa: BLE001 - retried alone to find the culprit
@@ -209,18 +298,31 @@ class ServedModel:
                 return [_as_request_error(exc)]
             return [self._predict_group([r], listener)[0] for r in group]
         preds, proba = outputs
+        explanations: list[Any] = [None] * len(group)
+        if any(r.explain for r in group):
+            try:
+                explanations = self._explain(model_input, group, preds)
+            except Exception as exc:  # noqa: BLE001 - fails only the requests that asked
+                return [exc if r.explain else self._predict_group([r], listener)[0]
+                        for r in group]
         ids = new_prediction_ids(len(preds))
         results: list[PredictionResult | BaseException] = []
         start = 0
-        for req in group:
+        for req, explained in zip(group, explanations, strict=True):
             end = start + req.rows
             results.append(PredictionResult(
                 preds[start:end], proba[start:end] if proba is not None and req.want_proba
-                else None, ids[start:end]))
+                else None, ids[start:end], self.version, explained))
             start = end
         if listener is not None:
             listener(model_input, group, results)  # type: ignore[arg-type]
         return results
+
+    def _with_features(self, data: Any) -> Any:
+        """The request data, completed from the online store when it carries entity keys."""
+        if self.features is not None and self.features.wants(data):
+            return self.features.lookup(data)
+        return data
 
     def call_model(self, model_input: Any, rows: int, *,
                    want_proba: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -248,6 +350,23 @@ class ServedModel:
 
     def __repr__(self) -> str:
         return f"<ServedModel {self.name} v{self.version_label} {self.flavor}>"
+
+
+def _feature_lookup(client: Client, version: Any, loaded: LoadedModel) -> FeatureLookup | None:
+    """The online feature lookup of a version that lists a feature service (else None)."""
+    from ._features import FeatureLookup, feature_service_of
+
+    service = feature_service_of(version, client.tracking)
+    if service is None:
+        return None
+    try:
+        return FeatureLookup(client.feature_store, service, loaded.signature)
+    except errors.NotFound as exc:
+        raise errors.NotFound(
+            f"{version.name} v{version.version} lists the feature service {service!r} for "
+            f"online lookup, but it cannot be served: {exc.message}. Register it (shipyard "
+            "features apply), or set the version tag shipyard.feature_service to another "
+            "service, or to '' to serve without a lookup", field="feature_service") from exc
 
 
 def _join(parts: list[Any]) -> Any:

@@ -6,9 +6,13 @@ Layout under ``SHIPYARD_HOME``::
     feedback/<model>/date=YYYY-MM-DD/part-<time>-<pid>-<n>.parquet
 
 One row per predicted row: ``prediction_id``, ``timestamp`` (UTC), ``model_name``,
-``model_version``, ``model_digest``, ``request_id``, ``endpoint``, ``latency_ms``, one
-``input.<column>`` per input column (or ``input``, a list, for tensor models),
-``prediction`` and, for classifiers, ``probabilities`` (a list).
+``model_version``, ``model_digest``, ``deployment`` and ``arm`` (null outside a rollout),
+``request_id``, ``endpoint``, ``latency_ms``, one ``input.<column>`` per input column (or
+``input``, a list, for tensor models), ``prediction`` and, for classifiers,
+``probabilities`` (a list). Files written before ``deployment``/``arm`` existed read back
+with those columns null.
+
+One log per model: the arms of a rollout (several versions of one model) share it.
 
 Serving threads only put an entry on a queue; one writer thread turns the entries into
 Arrow and writes a file every ``flush_interval`` seconds or ``flush_rows`` rows. Files are
@@ -72,6 +76,9 @@ class LogEntry:
     request_ids: list[str]  # one per row
     endpoints: list[str]  # one per row
     latency_ms: list[float]  # one per row
+    deployment: str | None = None  # the rollout this prediction belongs to, if any
+    arm: str | None = None  # the arm of that rollout that answered
+    explanations: list[Any] | None = None  # one per row (None where not asked), see _explain
 
 
 @dataclass(frozen=True)
@@ -232,6 +239,10 @@ def _entries_table(model: str, group: list[LogEntry]) -> pa.Table:
                                    for _ in range(c)], pa.int64()),
         "model_digest": pa.array([e.model_digest for e, c in zip(group, counts, strict=True)
                                   for _ in range(c)], pa.string()),
+        "deployment": pa.array([e.deployment for e, c in zip(group, counts, strict=True)
+                                for _ in range(c)], pa.string()),
+        "arm": pa.array([e.arm for e, c in zip(group, counts, strict=True)
+                         for _ in range(c)], pa.string()),
         "request_id": pa.array([r for e in group for r in e.request_ids], pa.string()),
         "endpoint": pa.array([r for e in group for r in e.endpoints], pa.string()),
         "latency_ms": pa.array([v for e in group for v in e.latency_ms], pa.float64()),
@@ -250,7 +261,23 @@ def _entries_table(model: str, group: list[LogEntry]) -> pa.Table:
     if group[0].probabilities is not None:
         columns["probabilities"] = _rows(np.concatenate([e.probabilities for e in group
                                                          if e.probabilities is not None]))
+    columns["explanation"] = _explanation_column(group, counts, n)
     return pa.table(columns)
+
+
+def _explanation_column(group: list[LogEntry], counts: list[int], n: int) -> pa.Array:
+    """Each row's explanation as JSON text (null where the request did not ask for one)."""
+    import orjson
+    import pyarrow as pa
+
+    if all(e.explanations is None for e in group):
+        return pa.nulls(n, pa.string())
+    texts: list[str | None] = []
+    for e, c in zip(group, counts, strict=True):
+        for x in e.explanations or [None] * c:
+            texts.append(None if x is None else
+                         orjson.dumps(x, option=orjson.OPT_SERIALIZE_NUMPY).decode())
+    return pa.array(texts, pa.string())
 
 
 def _rows(matrix: np.ndarray) -> pa.Array:
@@ -343,8 +370,14 @@ def read_predictions(home: str | Path, model: str,
     frame = _read_days(predictions_dir(home, model), _since(since))
     if frame is None:
         return pd.DataFrame(columns=["prediction_id", "timestamp", "model_name",
-                                     "model_version", "model_digest", "request_id",
-                                     "endpoint", "latency_ms", "prediction"])
+                                     "model_version", "model_digest", "deployment", "arm",
+                                     "request_id", "endpoint", "latency_ms", "prediction"])
+    for position, name in ((5, "deployment"), (6, "arm")):
+        if name not in frame.columns:  # written before rollouts existed
+            frame.insert(min(position, len(frame.columns)), name, None)
+        else:  # None, not NaN, where files without the column were read alongside
+            column = frame[name].astype(object)
+            frame[name] = column.where(column.notna(), None)
     return frame
 
 
@@ -358,5 +391,7 @@ def read_feedback(home: str | Path, model: str,
     if frame is None:
         return pd.DataFrame(columns=["prediction_id", "timestamp", "model_name", "label",
                                      "reward"])
-    frame["label"] = [None if v is None else orjson.loads(v) for v in frame["label"]]
+    # A null label reads back as None, NaN or pd.NA, depending on the files' column types.
+    frame["label"] = [None if v is None or v is pd.NA or isinstance(v, float) else
+                      orjson.loads(v) for v in frame["label"]]
     return frame

@@ -6,6 +6,8 @@ runs in the micro-batcher's thread, never on the event loop.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import functools
 import logging
 import time
@@ -21,16 +23,22 @@ from starlette.responses import Response
 
 from shipyard import errors
 
-from ._batching import MicroBatcher, QueueFull
-from ._metrics import ServingMetrics
+from ._batching import BatcherClosed, MicroBatcher, QueueFull
+from ._metrics import ServingMetrics, VersionMetrics
 from ._model import PredictionRequest, PredictionResult, ServedModel
 from ._predlog import LogEntry, PredictionLog
 
 __all__ = ["ServingConfig", "ServingState", "HTTPError", "read_body", "json_object",
-           "json_response", "error_response", "plain_array", "JSON"]
+           "json_response", "error_response", "plain_array", "JSON", "answered_by",
+           "warm_up", "sample_input"]
 
 log = logging.getLogger("shipyard.serving")
 JSON = "application/json"
+
+#: The version label that answered the current request (set by ServingState.predict; the
+#: app's endpoint wrapper labels the request's metrics with it).
+answered_by: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "shipyard_answered_by", default=None)
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,8 @@ class ServingConfig:
     log_predictions: bool = True
     predlog_flush_interval: float = 1.0
     predlog_flush_rows: int = 10_000
+    #: seconds between registry polls when serving NAME@ALIAS (0: never follow the alias)
+    watch_interval: float = 2.0
 
 
 class HTTPError(Exception):
@@ -54,39 +64,128 @@ class HTTPError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-class ServingState:
-    """What the endpoints share: the model, the batcher, the log and the metrics."""
+@dataclass(eq=False)
+class _Slot:
+    """One served version with its own batcher: what a swap replaces as a whole."""
 
-    def __init__(self, served: ServedModel, config: ServingConfig, home: Path) -> None:
-        self.served = served
+    served: ServedModel
+    batcher: MicroBatcher[PredictionRequest, PredictionResult]
+    metrics: VersionMetrics
+
+
+class ServingState:
+    """What the endpoints share: the served model and its batcher, the log, the metrics.
+
+    ``served`` may change at any time (:meth:`swap`): an endpoint reads it once per request.
+    ``deployment`` and ``arm`` name the rollout this state serves in (the prediction log
+    records them); arms of one deployment may share one ``predlog``, which the state then
+    does not close (its owner does).
+    """
+
+    def __init__(self, served: ServedModel, config: ServingConfig, home: Path, *,
+                 deployment: str | None = None, arm: str | None = None,
+                 predlog: PredictionLog | None = None) -> None:
         self.config = config
-        self.metrics = ServingMetrics(served.name, served.version_label)
-        self.predlog = PredictionLog(home, served.name,
-                                     flush_interval=config.predlog_flush_interval,
-                                     flush_rows=config.predlog_flush_rows) \
-            if config.log_predictions else None
-        handler = functools.partial(served.predict_requests,
-                                    listener=self._log_batch if self.predlog else None)
-        self.batcher: MicroBatcher[PredictionRequest, PredictionResult] = MicroBatcher(
-            handler, max_batch_size=config.max_batch_size, max_wait_ms=config.max_wait_ms,
-            max_queue=config.max_queue, on_batch=self.metrics.observe_batch)
-        self.metrics.track_queue(lambda: self.batcher.queue_depth)
+        self.home = Path(home)
+        self.deployment = deployment
+        self.arm = arm
+        self.metrics = ServingMetrics(served.name)
+        self._owns_predlog = predlog is None
+        if predlog is None and config.log_predictions:
+            predlog = PredictionLog(self.home, served.name,
+                                    flush_interval=config.predlog_flush_interval,
+                                    flush_rows=config.predlog_flush_rows)
+        self.predlog = predlog
+        self._slot = self._open(served)
+        self._swapping: asyncio.Lock | None = None
+        self.swaps = 0
         self.ready = True
 
+    @property
+    def served(self) -> ServedModel:
+        """The version serving new requests now."""
+        return self._slot.served
+
+    def _open(self, served: ServedModel) -> _Slot:
+        metrics = self.metrics.version(served.version_label)
+        listener = functools.partial(self._log_batch, served) if self.predlog else None
+        handler = functools.partial(served.predict_requests, listener=listener)
+        batcher: MicroBatcher[PredictionRequest, PredictionResult] = MicroBatcher(
+            handler, max_batch_size=self.config.max_batch_size,
+            max_wait_ms=self.config.max_wait_ms, max_queue=self.config.max_queue,
+            on_batch=metrics.observe_batch)
+        metrics.track_queue(lambda: batcher.queue_depth)
+        return _Slot(served, batcher, metrics)
+
     async def predict(self, data: Any, rows: int, *, want_proba: bool, endpoint: str,
-                      request_id: str, started: float) -> PredictionResult:
+                      request_id: str, started: float, explain: bool = False,
+                      routing_key: str | None = None) -> PredictionResult:
         if rows < 1:
             raise errors.InvalidInput("the request has no rows to predict", field="inputs")
-        if not self.served.joinable(data):
+        served = self._slot.served
+        if not served.joinable(data):
             # Wrong columns: the signature names every problem (off the event loop).
-            await run_in_threadpool(self.served.enforce, data)
+            await run_in_threadpool(served.enforce, data)
         req = PredictionRequest(data, rows, want_proba=want_proba, endpoint=endpoint,
-                                request_id=request_id, started=started)
-        result = await self.batcher.submit(req, rows)
-        self.metrics.predictions.inc(rows)
+                                request_id=request_id, started=started, explain=explain,
+                                routing_key=routing_key)
+        while True:
+            # Read the slot and submit without an await in between: the request is queued
+            # on the batcher that is current, and a swap that starts later drains it.
+            slot = self._slot
+            try:
+                result = await slot.batcher.submit(req, rows)
+                break
+            except BatcherClosed:
+                if slot is self._slot:  # shutting down, not swapped: nothing to retry on
+                    raise HTTPError(503, "UNAVAILABLE", "the server is shutting down; "
+                                    "retry on another instance") from None
+        slot.metrics.predictions.inc(rows)
+        answered_by.set(slot.served.version_label)
         return result
 
-    def _log_batch(self, model_input: Any, group: Sequence[PredictionRequest],
+    async def record_feedback(self, prediction_id: str, *, label: Any,
+                              reward: float | None) -> bool:
+        """Record ground truth and/or a reward for a prediction (the ``/feedback`` route).
+
+        False when the log is behind (the endpoint answers 503). A coroutine so that an
+        override (the rollout router crediting a bandit arm) can do its I/O off the loop.
+        """
+        if self.predlog is None:
+            raise errors.Conflict("this server runs without a prediction log "
+                                  "(--no-log-predictions), so feedback cannot be recorded")
+        return self.predlog.feedback(prediction_id, label=label, reward=reward)
+
+    async def swap(self, new: ServedModel) -> None:
+        """Serve ``new`` from now on, with no request failing.
+
+        ``new`` is warmed first (a real prediction, off the event loop), then new requests
+        go to its batcher in one step; requests already queued or in flight on the old
+        version are answered by it, then its batcher closes. A failed warm-up raises and
+        changes nothing.
+        """
+        if new.name != self.served.name:
+            raise errors.InvalidInput(f"a server of {self.served.name!r} cannot swap to "
+                                      f"model {new.name!r}", field="model")
+        if self._swapping is None:
+            self._swapping = asyncio.Lock()
+        async with self._swapping:  # one swap at a time, in order
+            if not self.ready:
+                raise errors.Conflict("the server is shutting down")
+            await run_in_threadpool(warm_up, new)
+            if not self.ready:  # closed while warming: nothing to switch
+                return
+            old = self._slot
+            self._slot = self._open(new)
+            self.swaps += 1
+            log.info("%s: now serving version %s (was %s)", new.name, new.version_label,
+                     old.served.version_label)
+            await old.batcher.close(drain_timeout=60)
+            if old.served.version_label != new.version_label:
+                old.metrics.retire()
+
+    def _log_batch(self, served: ServedModel, model_input: Any,
+                   group: Sequence[PredictionRequest],
                    results: Sequence[PredictionResult]) -> None:
         """The batcher's listener (predict thread): hand the batch to the log writer."""
         assert self.predlog is not None
@@ -99,8 +198,8 @@ class ServingState:
             if all(r.probabilities is not None for r in results) and results:
                 proba = np.concatenate([r.probabilities for r in results])
             entry = LogEntry(
-                timestamp=time.time(), model_version=self.served.version,
-                model_digest=self.served.digest, inputs=model_input,
+                timestamp=time.time(), model_version=served.version,
+                model_digest=served.digest, inputs=model_input,
                 predictions=np.concatenate([r.predictions for r in results]),
                 probabilities=proba,
                 prediction_ids=[i for r in results for i in r.prediction_ids],
@@ -109,17 +208,67 @@ class ServingState:
                 endpoints=[r.endpoint for r, n in zip(group, rows, strict=True)
                            for _ in range(n)],
                 latency_ms=[(now - r.started) * 1000 for r, n in zip(group, rows, strict=True)
-                            for _ in range(n)])
+                            for _ in range(n)],
+                deployment=self.deployment, arm=self.arm,
+                explanations=_explanations(results))
             if not self.predlog.append(entry):
-                self.metrics.predlog_dropped.inc(len(entry.prediction_ids))
+                self.metrics.version(served.version_label).predlog_dropped.inc(
+                    len(entry.prediction_ids))
         except Exception:  # noqa: BLE001 - logging must never fail a prediction
             log.exception("could not queue predictions for the log")
 
     async def close(self) -> None:
+        """Stop serving: drain the batcher, then flush the log when this state owns it."""
         self.ready = False
-        await self.batcher.close()
-        if self.predlog is not None:
+        await self._slot.batcher.close()
+        if self.predlog is not None and self._owns_predlog:
             await run_in_threadpool(self.predlog.close)
+
+
+def _explanations(results: Sequence[PredictionResult]) -> list[Any] | None:
+    """One explanation per row for the log (None where a request did not ask), or None."""
+    if all(r.explanations is None for r in results):
+        return None
+    return [x for r in results
+            for x in (r.explanations or [None] * len(r.prediction_ids))]
+
+
+def warm_up(served: ServedModel) -> None:
+    """One real prediction on a row built from the model's input example or signature, so
+    that lazy imports and first-call costs are paid before the model takes traffic."""
+    sample = sample_input(served)
+    if sample is None:
+        log.warning("%r has neither an input example nor a signature: swapped in cold",
+                    served)
+        return
+    served.predict(sample, proba=served.has_proba)
+
+
+def sample_input(served: ServedModel) -> Any:
+    """One input row: the first row of the stored input example, else zeros and empty
+    strings by the signature's types; None when the model has neither (nothing to check)."""
+    import numpy as np
+
+    example = served.loaded.path / "input_example.json"
+    if example.is_file():
+        rows = orjson.loads(example.read_bytes())
+        if rows and isinstance(rows[0], dict):
+            return {k: [v] for k, v in rows[0].items()}
+        if rows:
+            return np.asarray(rows[:1])
+    sig = served.signature
+    if sig is None:
+        return None
+    if isinstance(sig.inputs, list):
+        return {c.name: [c.categories[0] if c.categories else _BLANK.get(c.type, 0)]
+                for c in sig.inputs}
+    shape = [1 if n < 0 else n for n in sig.inputs.shape]
+    return np.zeros(shape, dtype=sig.inputs.dtype)
+
+
+_BLANK: dict[str, Any] = {"boolean": False, "integer": 0, "long": 0, "float": 0.0,
+                          "double": 0.0, "string": "", "binary": b"",
+                          "datetime": "1970-01-01T00:00:00"}
 
 
 # -- request helpers -------------------------------------------------------------------------

@@ -71,6 +71,8 @@ def model_metadata(served: ServedModel) -> dict[str, Any]:
     elif sig is not None and not isinstance(sig.inputs, list):
         inputs.append({"name": "input", "datatype": datatype_of(sig.inputs.dtype),
                        "shape": list(sig.inputs.shape)})
+    if served.features is not None:  # entity keys in, the feature store adds the rest
+        inputs = served.features.request_inputs({i["name"]: i["datatype"] for i in inputs})
     outputs = [{"name": "predict", "datatype": _predict_datatype(served), "shape": [-1]}]
     if served.has_proba:
         classes = served.classes
@@ -239,6 +241,9 @@ def _model_input(tensors: list[tuple[str, np.ndarray]],
         return arr, (arr.shape[0] if arr.ndim else 1)
     specs = {c.name: c.type for c in sig.inputs} if sig is not None and isinstance(
         sig.inputs, list) else {}
+    if served.features is not None:  # integer join keys: JSON clients may send FP64
+        specs.update({k: "long" for k, t in served.features.key_types.items()
+                      if t in ("int32", "int64")})
     if len(tensors) == 1 and tensors[0][1].ndim == 2 and tensors[0][0] not in specs \
             and (columns is None or tensors[0][1].shape[1] == len(columns) > 1 or (
                 len(columns) == 1 and tensors[0][1].shape[1] == 1)):
@@ -316,9 +321,13 @@ def encode_infer_response(served: ServedModel, request_id: str, result: Predicti
         else:
             tensor["data"] = _json_data(arr, datatype)
         tensors.append(tensor)
-    body = {"model_name": served.name, "model_version": served.version_label,
-            "id": request_id, "parameters": {"prediction_ids": result.prediction_ids},
-            "outputs": tensors}
+    version = served.version_label if result.model_version is None else str(
+        result.model_version)
+    parameters: dict[str, Any] = {"prediction_ids": result.prediction_ids}
+    if result.explanations is not None:
+        parameters["explanations"] = result.explanations
+    body = {"model_name": served.name, "model_version": version,
+            "id": request_id, "parameters": parameters, "outputs": tensors}
     header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
     if not chunks:
         return header, {}
