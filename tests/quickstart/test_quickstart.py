@@ -24,6 +24,7 @@ from shipyard.quickstart import (
     resolve_home,
     run_quickstart,
 )
+from shipyard.serving import read_predictions
 
 COLUMNS = {
     "customer_id", "application_date", "age", "gender", "income", "employment_years",
@@ -82,7 +83,7 @@ def test_credit_data_rejects_bad_row_counts(bad: object) -> None:
 def test_steps_are_named_and_end_with_where_to_look() -> None:
     names = [s.name for s in STEPS]
     assert names[:3] == ["data", "train", "compare"]
-    assert names[-1] == "where-to-look"
+    assert names[-2:] == ["rollout", "where-to-look"]
     assert len(set(names)) == len(names)
 
 
@@ -160,3 +161,24 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     assert training.run_name == "training-data"
     assert [i.name for i in training.inputs] == ["features:credit_model_features"]
     assert "Online features of customer" in done.stdout and "(present)" in done.stdout
+
+    # the rollout step: the champion served, the runner-up canaried, the router decided
+    deployments = Client(Settings(home=home)).deployments
+    deployment = deployments.get("credit-risk")
+    decisions = deployments.decisions("credit-risk")
+    assert [d.action for d in decisions[:2]] == ["create", "update"]
+    final = decisions[-1]
+    assert final.actor == "router" and final.action in ("promote", "rollback")
+    assert deployment.status == ("promoted" if final.action == "promote" else "rolled_back")
+    assert final.evidence["arms"]["challenger"]["requests"] > 0
+    challenger = registry.resolve("models:/credit-risk@challenger")
+    assert challenger.run_id == children[1].run_id  # the runner-up
+    production = registry.resolve("models:/credit-risk@production").version
+    assert production == (challenger.version if final.action == "promote"
+                          else champion.version)
+    assert registry.resolve("models:/credit-risk@champion").version == champion.version
+    assert "Router decision:" in done.stdout
+    assert "shipyard deployments history credit-risk" in done.stdout
+    served = read_predictions(home, "credit-risk")
+    assert set(served["deployment"].dropna()) == {"credit-risk"}
+    assert {"production", "challenger"} <= set(served["arm"].dropna())

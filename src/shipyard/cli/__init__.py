@@ -17,11 +17,12 @@ import typer
 from shipyard._version import __version__
 from shipyard.errors import ShipyardError, exit_code_for
 
-from . import _db, _experiments, _features, _models, _runs, _users
+from . import _db, _deployments, _experiments, _features, _models, _runs, _users
 from ._errors import ShipyardGroup, fail
 from ._quickstart import quickstart
 from ._serve import predict, serve
 from ._server import server
+from ._stream import stream
 
 __all__ = ["app", "main"]
 
@@ -39,6 +40,7 @@ app.add_typer(_experiments.app, name="experiments")
 app.add_typer(_runs.app, name="runs")
 app.add_typer(_models.app, name="models")
 app.add_typer(_features.app, name="features")
+app.add_typer(_deployments.app, name="deployments")
 app.add_typer(_users.users_app, name="users")
 app.add_typer(_users.tokens_app, name="tokens")
 app.add_typer(_db.app, name="db")
@@ -46,6 +48,7 @@ app.command("quickstart")(quickstart)
 app.command("server")(server)
 app.command("serve")(serve)
 app.command("predict")(predict)
+app.command("stream")(stream)
 
 
 def _print_version(value: bool) -> None:

@@ -97,6 +97,12 @@ def _step_register(ctx: QuickstartContext) -> None:
     register_champion(ctx)
 
 
+def _step_rollout(ctx: QuickstartContext) -> None:
+    from ._rollout import run_rollout
+
+    run_rollout(ctx)
+
+
 def _step_where(ctx: QuickstartContext) -> None:
     from ._report import print_where_to_look
 
@@ -111,6 +117,8 @@ STEPS: list[Step] = [
     Step("register", "Register the best model as credit-risk@champion", _step_register),
     Step("features", "Feature store: point-in-time training data and online features",
          _step_features),
+    Step("rollout", "Serve the champion, canary the challenger, let the router decide",
+         _step_rollout),
     Step("where-to-look", "Where to look next", _step_where),
 ]
 
