@@ -12,7 +12,8 @@ from shipyard.config import Settings
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ["shipyard", "shipyard.store", "shipyard.artifacts", "shipyard.tracking",
             "shipyard.models", "shipyard.registry", "shipyard.features", "shipyard.auth",
-            "shipyard.api", "shipyard.server", "shipyard.serving",
+            "shipyard.api", "shipyard.server", "shipyard.serving", "shipyard.deployments",
+            "shipyard.rollout",
             "shipyard.client", "shipyard.fluent", "shipyard.errors", "shipyard.config"]
 
 
@@ -38,7 +39,8 @@ def test_public_names_exist(package: str) -> None:
 
 
 @pytest.mark.parametrize("capability", ["store", "artifacts", "tracking", "models",
-                                        "registry", "features", "auth", "serving"])
+                                        "registry", "features", "auth", "serving",
+                                        "deployments", "rollout"])
 def test_each_capability_folder_has_a_readme_naming_its_api(capability: str) -> None:
     readme = ROOT / "src" / "shipyard" / capability / "README.md"
     module = importlib.import_module(f"shipyard.{capability}")
