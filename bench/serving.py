@@ -1,10 +1,42 @@
-"""Serving benchmarks: latency at concurrency 1 (in-process vs HTTP), throughput with and
-without micro-batching, and batch scoring of 1M rows vs a hand-written script.
+"""Model serving: ``shipyard serve`` against ``mlflow models serve``, same model, one machine.
 
-    python bench/serving.py [--rows 1000000] [--only latency,load,batch]
+    python bench/serving.py                           # startup, latency, big, load (~4 min)
+    python bench/serving.py --quick                   # shorter, a smoke run (~1.5 min)
+    python bench/serving.py --only load --json out.json
+    python bench/serving.py --only batch              # = bench/batch_predict.py
 
-Client and servers run on this machine; run it on quiet cores. Needs aiohttp for the load
-test (``pip install aiohttp``).
+The model (:func:`fit_model`) is a 100-tree GradientBoostingClassifier on 20 float columns,
+fitted by the same code with the same seed on each side:
+
+* MLflow: in ``bench/.venvs/mlflow`` (``tracking.MLFLOW_VERSION``; created on first use),
+  saved with ``mlflow.sklearn.save_model(model, DIR, input_example=...,
+  skops_trusted_types=[...Tree])`` (MLflow's default skops format; MLflow enforces the
+  signature it infers from the example, as Shipyard does) and served by ``mlflow models serve -m DIR
+  --env-manager local --host 127.0.0.1 --port P`` (uvicorn, one worker, telemetry off).
+  Requests: ``POST /invocations {"dataframe_split": {"columns": [...], "data": [[...]]}}``.
+* Shipyard: registered in a temp ``SHIPYARD_HOME`` and served by ``python -m shipyard.cli
+  serve bench-gbc/1 --port P`` (one worker, defaults: micro-batching 32 rows / 2 ms, the
+  prediction log on). Requests: ``POST /predict {"instances": [[...]], "probabilities":
+  false}`` — the same rows by position, and the same work as MLflow's (``predict`` only).
+
+Workloads (each side's servers stay up through the latency, big and load workloads;
+servers idle while the other side is measured):
+
+* ``startup``: seconds from starting the command until ``GET /health`` answers 200
+  (3 starts per side, alternating; 1 with ``--quick``);
+* ``latency``: one row at a time over one keep-alive connection (http.client), in 15
+  interleaved blocks of 100 requests with the in-process ``model.predict`` on a one-row
+  DataFrame, so that machine noise hits every variant alike; overhead = HTTP p50 minus
+  in-process p50;
+* ``big``: one request of 1,000 rows, in 10 interleaved blocks of 5 requests per variant
+  (one request per block let each server go cold between requests: that measured
+  server wake-ups, not the request);
+* ``load``: single-row requests from an aiohttp client at concurrency 1, 8 and 64, each
+  for ``--duration`` seconds after a one-second warm-up, the two sides alternating (order
+  flipped each round), ``--rounds`` rounds; throughput counts 200 answers only.
+
+Targets (issue 6): at c=64 at least 3x MLflow's throughput with a lower p99; at most
+1 ms overhead at c=1; a 1,000-row request within 15 ms; startup within 5 s.
 """
 
 from __future__ import annotations
@@ -14,184 +46,398 @@ import asyncio
 import http.client
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-COLS = [f"f{i}" for i in range(10)]
+FEATURES = [f"f{i:02d}" for i in range(20)]
+MODEL_NAME = "bench-gbc"
+BENCH_DIR = Path(__file__).resolve().parent
+CONCURRENCY = (1, 8, 64)
 
 
-def setup() -> tuple[object, pd.DataFrame]:
+def fit_model(rows: int = 5_000, seed: int = 0, kind: str = "gbc") -> tuple[Any, pd.DataFrame]:
+    """The benchmarked model: a 100-tree GradientBoostingClassifier on 20 float columns
+    (``kind="logistic"``: a LogisticRegression on the same data, a model that costs
+    almost nothing, for the batch benchmark).
+
+    Deterministic (same data, same seed), so the MLflow side fits the same model in its
+    own interpreter."""
+    from sklearn.ensemble import GradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
 
-    import shipyard as sy
-
-    rng = np.random.default_rng(0)
-    X = pd.DataFrame(rng.normal(size=(10_000, 10)), columns=COLS)
-    model = LogisticRegression().fit(X, (X.sum(axis=1) > 0).astype(int))
-    with sy.start_run("bench") as run:
-        run.log_model(model, input_example=X.head(), registered_model_name="bench")
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(rows, len(FEATURES))), columns=FEATURES)
+    signal = X["f00"] + X["f01"] * X["f02"] + np.sin(3 * X["f03"]) - 0.5 * X["f04"] ** 2
+    y = (signal + rng.normal(0, 0.5, rows) > 0).astype(int)
+    if kind == "logistic":
+        return LogisticRegression().fit(X, y), X
+    model = GradientBoostingClassifier(n_estimators=100, random_state=seed).fit(X, y)
     return model, X
 
 
-def start_server(port: int, *extra: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "shipyard.cli", "serve", "bench/1",
-                             "--port", str(port), *extra], stderr=subprocess.DEVNULL)
-    for _ in range(600):
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port)
-            conn.request("GET", "/ready")
-            conn.getresponse().read()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("server did not start")
+def _save_mlflow_model(folder: str) -> None:
+    """Run by the MLflow venv's python: fit the model and save it where the server reads."""
+    import mlflow.sklearn
+
+    model, X = fit_model()
+    # MLflow's default format (skops) asks to trust the trees' node storage by name
+    mlflow.sklearn.save_model(model, folder, input_example=X.head(2),
+                              skops_trusted_types=["sklearn.tree._tree.Tree"])
 
 
-def latency(model: object, X: pd.DataFrame) -> None:
-    from shipyard.serving import ServedModel
+# -- the two servers -------------------------------------------------------------------------
 
-    served = ServedModel.load("bench/1")
-    rec = {c: float(X[c].iloc[0]) for c in COLS}
-    row = X.iloc[:1]
-    body = json.dumps({"records": [rec]})
-    v2 = json.dumps({"inputs": [{"name": c, "shape": [1], "datatype": "FP64",
-                                 "data": [rec[c]]} for c in COLS]})
-    procs = [start_server(18701), start_server(18702, "--no-log-predictions")]
-    conns = {p: http.client.HTTPConnection("127.0.0.1", p) for p in (18701, 18702)}
 
-    def post(port: int, path: str, data: str) -> None:
-        conns[port].request("POST", path, data, {"content-type": "application/json"})
-        conns[port].getresponse().read()
+class Side:
+    """One side: how to start its server and what a request looks like."""
 
-    fns = {"model predict + predict_proba (in-process)":
-           lambda: (model.predict(row), model.predict_proba(row)),  # type: ignore[attr-defined]
-           "ServedModel.predict (in-process)":
-           lambda: served.predict({c: [v] for c, v in rec.items()}),
-           "/predict c1 (log on)": lambda: post(18701, "/predict", body),
-           "/predict c1 (log off)": lambda: post(18702, "/predict", body),
-           "/v2 infer c1 (log on)": lambda: post(18701, "/v2/models/bench/infer", v2)}
-    results: dict[str, list[float]] = {k: [] for k in fns}
-    try:
-        for fn in fns.values():
-            for _ in range(100):
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], path: str,
+                 body: Callable[[list[list[float]]], bytes], workdir: Path) -> None:
+        self.name, self.cmd, self.env, self.path, self.body = name, cmd, env, path, body
+        self.workdir = workdir
+
+    def server(self, port: int) -> Any:
+        from server import Server  # bench/server.py: process group, /health, stop
+
+        return Server(self.name, [*self.cmd, "--port", str(port)], self.workdir, port)
+
+
+def _sides(work: Path, mlflow_py: Path) -> dict[str, Side]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPYARD_", "MLFLOW_"))}
+    home = work / "shipyard-home"
+    shipyard_env = {**base, "SHIPYARD_HOME": str(home)}
+    mlflow_env = {**base, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    mlflow_model = work / "mlflow-model"
+    mlflow_cli = str(mlflow_py.parent / "mlflow")
+    return {
+        "mlflow": Side("mlflow", [mlflow_cli, "models", "serve", "-m", str(mlflow_model),
+                                  "--env-manager", "local", "--host", "127.0.0.1"],
+                       mlflow_env, "/invocations",
+                       lambda rows: json.dumps({"dataframe_split": {
+                           "columns": FEATURES, "data": rows}}).encode(),
+                       work / "mlflow"),
+        "shipyard": Side("shipyard", [sys.executable, "-m", "shipyard.cli", "serve",
+                                      f"{MODEL_NAME}/1", "--host", "127.0.0.1"],
+                         shipyard_env, "/predict",
+                         lambda rows: json.dumps({"instances": rows,
+                                                  "probabilities": False}).encode(),
+                         work / "shipyard"),
+    }
+
+
+def _prepare(work: Path, mlflow_py: Path) -> Any:
+    """Fit and save/register the model on both sides; the fitted model of this process."""
+    print("fitting and saving the model on both sides ...", flush=True)
+    proc = subprocess.Popen([str(mlflow_py), str(Path(__file__).resolve()), "--mlflow-save",
+                             str(work / "mlflow-model")],
+                            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    os.environ["SHIPYARD_HOME"] = str(work / "shipyard-home")
+    import shipyard as sy
+
+    model, X = fit_model()
+    with sy.start_run("bench") as run:
+        run.log_model(model, input_example=X.head(2), registered_model_name=MODEL_NAME)
+    out, _ = proc.communicate(timeout=600)
+    if proc.returncode:
+        raise RuntimeError(f"saving the MLflow model failed:\n{out.decode()[-3000:]}")
+    for side in ("mlflow", "shipyard"):
+        (work / side).mkdir(exist_ok=True)
+    return model
+
+
+def _rows(n: int, seed: int = 2) -> list[list[float]]:
+    return np.round(np.random.default_rng(seed).normal(size=(n, len(FEATURES))), 6).tolist()
+
+
+# -- workloads -------------------------------------------------------------------------------
+
+
+def startup(sides: dict[str, Side], repeats: int) -> dict[str, Any]:
+    from server import free_port
+
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for r in range(repeats):
+        for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
+            server = sides[name].server(free_port())
+            server.start(sides[name].env)
+            try:
+                times[name].append(server.wait_ready(timeout=180))
+            finally:
+                server.stop()
+    return {name: {"seconds": t, "median_s": statistics.median(t)} for name, t in times.items()}
+
+
+def _post(conn: http.client.HTTPConnection, path: str, body: bytes) -> bytes:
+    conn.request("POST", path, body, {"content-type": "application/json"})
+    response = conn.getresponse()
+    data = response.read()
+    if response.status != 200:
+        raise RuntimeError(f"{path}: {response.status} {data[:300]!r}")
+    return data
+
+
+def _percentiles(seconds: list[float]) -> dict[str, float]:
+    ms = np.array(seconds) * 1000
+    return {"n": len(ms), "p50_ms": float(np.percentile(ms, 50)),
+            "p90_ms": float(np.percentile(ms, 90)), "p99_ms": float(np.percentile(ms, 99)),
+            "mean_ms": float(ms.mean())}
+
+
+def _interleaved(fns: dict[str, Callable[[], Any]], blocks: int,
+                 per_block: int) -> dict[str, dict[str, float]]:
+    for fn in fns.values():  # warm-up
+        for _ in range(max(10, per_block // 5)):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(blocks):
+        for name, fn in fns.items():
+            for _ in range(per_block):
+                started = time.perf_counter()
                 fn()
-        for _ in range(15):  # interleaved blocks: machine noise hits every variant alike
-            for name, fn in fns.items():
-                for _ in range(100):
-                    t = time.perf_counter()
-                    fn()
-                    results[name].append(time.perf_counter() - t)
-    finally:
-        for p in procs:
-            p.terminate()
-            p.wait()
-    for name, times in results.items():
-        ms = np.array(times) * 1000
-        print(f"{name:45s} p50 {np.percentile(ms, 50):6.2f} ms  p90 "
-              f"{np.percentile(ms, 90):6.2f} ms  p99 {np.percentile(ms, 99):6.2f} ms")
+                times[name].append(time.perf_counter() - started)
+    return {name: _percentiles(t) for name, t in times.items()}
 
 
-def load(X: pd.DataFrame) -> None:
+def latency(model: Any, sides: dict[str, Side], ports: dict[str, int], blocks: int,
+            per_block: int) -> dict[str, Any]:
+    row = _rows(1)
+    frame = pd.DataFrame(row, columns=FEATURES)
+    conns = {n: http.client.HTTPConnection("127.0.0.1", p) for n, p in ports.items()}
+    bodies = {n: sides[n].body(row) for n in sides}
+    fns: dict[str, Callable[[], Any]] = {"in-process model.predict": lambda: model.predict(frame)}
+    for name in sides:
+        fns[name] = lambda n=name: _post(conns[n], sides[n].path, bodies[n])
+    result = _interleaved(fns, blocks, per_block)
+    base = result["in-process model.predict"]["p50_ms"]
+    for name in sides:
+        result[name]["overhead_p50_ms"] = result[name]["p50_ms"] - base
+    return result
+
+
+def big(model: Any, sides: dict[str, Side], ports: dict[str, int], blocks: int,
+        per_block: int) -> dict[str, Any]:
+    rows = _rows(1000, seed=3)
+    frame = pd.DataFrame(rows, columns=FEATURES)
+    conns = {n: http.client.HTTPConnection("127.0.0.1", p) for n, p in ports.items()}
+    bodies = {n: sides[n].body(rows) for n in sides}
+    answers = {n: json.loads(_post(conns[n], sides[n].path, bodies[n])) for n in sides}
+    expected = model.predict(frame).tolist()
+    agree = {n: list(a["predictions"]) == expected for n, a in answers.items()}
+    fns: dict[str, Callable[[], Any]] = {"in-process model.predict": lambda: model.predict(frame)}
+    for name in sides:
+        fns[name] = lambda n=name: _post(conns[n], sides[n].path, bodies[n])
+    result: dict[str, Any] = _interleaved(fns, blocks, per_block)
+    result["same_predictions"] = agree
+    return result
+
+
+async def _load_run(url: str, body: bytes, conc: int, warmup: float,
+                    duration: float) -> dict[str, Any]:
     import aiohttp
 
-    rec = {c: float(X[c].iloc[0]) for c in COLS}
-    body = json.dumps({"records": [rec]}).encode()
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=conc)
+    headers = {"content-type": "application/json"}
+    async with aiohttp.ClientSession(connector=connector) as session:
+        start = time.perf_counter()
+        measure_from, stop_at = start + warmup, start + warmup + duration
 
-    async def run(url: str, conc: int, total: int) -> tuple[float, float]:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc)) as s:
-            lat: list[float] = []
+        async def worker() -> None:
+            nonlocal errors
+            while (now := time.perf_counter()) < stop_at:
+                try:
+                    async with session.post(url, data=body, headers=headers) as response:
+                        await response.read()
+                        status = response.status
+                except aiohttp.ClientError:
+                    status = -1
+                done = time.perf_counter()
+                if now >= measure_from and done <= stop_at:
+                    statuses[status] = statuses.get(status, 0) + 1
+                    if status == 200:
+                        latencies.append(done - now)
+                    else:
+                        errors += 1
 
-            async def worker(n: int) -> None:
-                for _ in range(n):
-                    t = time.perf_counter()
-                    async with s.post(f"{url}/predict", data=body,
-                                      headers={"content-type": "application/json"}) as r:
-                        await r.read()
-                        assert r.status == 200
-                    lat.append(time.perf_counter() - t)
-
-            await asyncio.gather(*(worker(20) for _ in range(conc)))
-            lat.clear()
-            t = time.perf_counter()
-            await asyncio.gather(*(worker(total // conc) for _ in range(conc)))
-            return len(lat) / (time.perf_counter() - t), float(np.median(lat) * 1000)
-
-    for label, extra in (("batching on (32, 2 ms)", ()),
-                         ("batching off", ("--max-batch-size", "1"))):
-        proc = start_server(18710, *extra)
-        try:
-            for conc in (1, 8, 32, 64):
-                rps, p50 = asyncio.run(run("http://127.0.0.1:18710", conc, 2000))
-                print(f"{label:24s} concurrency {conc:3d}: {rps:7.0f} requests/s, "
-                      f"p50 {p50:6.2f} ms")
-        finally:
-            proc.terminate()
-            proc.wait()
-
-
-def batch(model: object, rows: int, home: Path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from shipyard.serving import ServedModel, predict_parquet
-
-    served = ServedModel.load("bench/1")
-    big = pd.DataFrame(np.random.default_rng(1).normal(size=(rows, 10)), columns=COLS)
-    src = home / "big.parquet"
-    pq.write_table(pa.Table.from_pandas(big, preserve_index=False), src)
-
-    def model_only() -> None:
-        model.predict(big)  # type: ignore[attr-defined]
-        model.predict_proba(big)  # type: ignore[attr-defined]
-
-    def hand_written() -> None:
-        frame = pq.read_table(src).to_pandas()
-        preds = model.predict(frame)  # type: ignore[attr-defined]
-        proba = model.predict_proba(frame)  # type: ignore[attr-defined]
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        table = table.append_column("prediction", pa.array(preds)).append_column(
-            "probability", pa.array(proba[:, 1]))
-        pq.write_table(table, home / "hand.parquet")
-
-    def shipyard_predict() -> None:
-        predict_parquet(served, src, home / "scored.parquet", progress=False)
-
-    best: dict[str, float] = {}
-    for _ in range(3):
-        for name, fn in (("model predict + predict_proba in memory", model_only),
-                         ("hand-written read/predict/write", hand_written),
-                         ("shipyard predict", shipyard_predict)):
-            t = time.perf_counter()
-            fn()
-            best[name] = min(best.get(name, float("inf")), time.perf_counter() - t)
-    for name, seconds in best.items():
-        print(f"{name:45s} {seconds:6.3f} s (best of 3, {rows} rows)")
-    print(f"shipyard predict / hand-written: "
-          f"{best['shipyard predict'] / best['hand-written read/predict/write']:.2f}x")
+        await asyncio.gather(*(worker() for _ in range(conc)))
+    figures: dict[str, Any] = {"rps": len(latencies) / duration, "errors": errors,
+                               "statuses": {str(k): v for k, v in statuses.items()}}
+    if latencies:
+        figures.update(_percentiles(latencies))
+    return figures
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--only", default="latency,load,batch")
-    args = ap.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="shipyard-bench-serving-"))
-    os.environ["SHIPYARD_HOME"] = str(home)
-    model, X = setup()
+def load(sides: dict[str, Side], ports: dict[str, int], rounds: int,
+         duration: float) -> dict[str, Any]:
+    row = _rows(1, seed=4)
+    runs: dict[str, dict[int, list[dict[str, Any]]]] = {
+        n: {c: [] for c in CONCURRENCY} for n in sides}
+    for r in range(rounds):
+        for conc in CONCURRENCY:
+            order = list(sides) if (r + conc) % 2 == 0 else list(sides)[::-1]
+            for name in order:
+                url = f"http://127.0.0.1:{ports[name]}{sides[name].path}"
+                figures = asyncio.run(_load_run(url, sides[name].body(row), conc, 1.0,
+                                                duration))
+                figures["load_avg"] = os.getloadavg()[0]
+                runs[name][conc].append(figures)
+                print(f"  round {r + 1} {name:8s} c={conc:<3d} {figures['rps']:8.0f} req/s  "
+                      f"p50 {figures.get('p50_ms', float('nan')):7.2f} ms  p99 "
+                      f"{figures.get('p99_ms', float('nan')):8.2f} ms  errors "
+                      f"{figures['errors']}", flush=True)
+    summary: dict[str, Any] = {}
+    for name in sides:
+        summary[name] = {}
+        for conc in CONCURRENCY:
+            done = runs[name][conc]
+            summary[name][str(conc)] = {
+                "rps": statistics.median(f["rps"] for f in done),
+                "p50_ms": statistics.median(f.get("p50_ms", float("nan")) for f in done),
+                "p99_ms": statistics.median(f.get("p99_ms", float("nan")) for f in done),
+                "errors": sum(f["errors"] for f in done), "runs": done}
+    return summary
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def _verdicts(result: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    rows: list[tuple[str, str, bool]] = []
+    if "load" in result:
+        ours, theirs = result["load"]["shipyard"]["64"], result["load"]["mlflow"]["64"]
+        ratio = ours["rps"] / theirs["rps"] if theirs["rps"] else float("inf")
+        rows.append(("c=64 throughput >= 3x MLflow", f"{ours['rps']:.0f} vs "
+                     f"{theirs['rps']:.0f} req/s = {ratio:.1f}x", ratio >= 3))
+        rows.append(("c=64 p99 below MLflow's", f"{ours['p99_ms']:.1f} vs "
+                     f"{theirs['p99_ms']:.1f} ms", ours["p99_ms"] < theirs["p99_ms"]))
+    if "latency" in result:
+        over = result["latency"]["shipyard"]["overhead_p50_ms"]
+        rows.append(("c=1 overhead over in-process predict <= 1 ms", f"{over:.2f} ms "
+                     f"(MLflow {result['latency']['mlflow']['overhead_p50_ms']:.2f} ms)",
+                     over <= 1))
+    if "big" in result:
+        p50 = result["big"]["shipyard"]["p50_ms"]
+        rows.append(("1,000-row request <= 15 ms", f"{p50:.1f} ms (MLflow "
+                     f"{result['big']['mlflow']['p50_ms']:.1f} ms)", p50 <= 15))
+    if "startup" in result:
+        s = result["startup"]["shipyard"]["median_s"]
+        rows.append(("startup <= 5 s", f"{s:.2f} s (MLflow "
+                     f"{result['startup']['mlflow']['median_s']:.2f} s)", s <= 5))
+    return rows
+
+
+def _print_summary(result: dict[str, Any]) -> None:
+    if "latency" in result:
+        print("\none row at a time, one connection (p50 / p90 / p99 ms):")
+        for name, f in result["latency"].items():
+            print(f"  {name:26s} {f['p50_ms']:7.2f} {f['p90_ms']:7.2f} {f['p99_ms']:7.2f}")
+    if "big" in result:
+        print("one request of 1,000 rows (p50 / p90 ms):")
+        for name, f in result["big"].items():
+            if isinstance(f, dict) and "p50_ms" in f:
+                print(f"  {name:26s} {f['p50_ms']:7.2f} {f['p90_ms']:7.2f}")
+    if "load" in result:
+        print("single-row requests under load (median of rounds):")
+        for conc in CONCURRENCY:
+            cells = [f"{name} {result['load'][name][str(conc)]['rps']:7.0f} req/s p99 "
+                     f"{result['load'][name][str(conc)]['p99_ms']:7.1f} ms"
+                     for name in result["load"]]
+            print(f"  c={conc:<3d} " + "   ".join(cells))
+    print("\ntargets:")
+    for label, figure, ok in _verdicts(result):
+        print(f"  {'PASS' if ok else 'MISS'}  {label}: {figure}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default="startup,latency,big,load",
+                    help="comma-separated: startup, latency, big, load, batch")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--rounds", type=int, default=None, help="load rounds (default 2)")
+    ap.add_argument("--duration", type=float, default=None,
+                    help="seconds per load run (default 5)")
+    ap.add_argument("--rows", type=int, default=1_000_000, help="batch: input rows")
+    ap.add_argument("--json", type=Path, help="write every figure to this file")
+    ap.add_argument("--mlflow-save", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.mlflow_save:
+        _save_mlflow_model(args.mlflow_save)
+        return 0
     only = set(args.only.split(","))
-    if "latency" in only:
-        latency(model, X)
-    if "load" in only:
-        load(X)
+    result: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
+                              "command": " ".join(["python", "bench/serving.py",
+                                                   *(argv or sys.argv[1:])]),
+                              "load_avg_start": os.getloadavg()[0]}
     if "batch" in only:
-        batch(model, args.rows, home)
+        import batch_predict
+
+        result["batch"] = batch_predict.run(args.rows, 3 if args.quick else 5, cli=False)
+        batch_predict.report(result["batch"])
+    serving = only & {"startup", "latency", "big", "load"}
+    if serving:
+        _serving(result, serving, args)
+    result["load_avg_end"] = os.getloadavg()[0]
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def _serving(result: dict[str, Any], only: set[str], args: argparse.Namespace) -> None:
+    from server import free_port
+    from tracking import _machine, _versions, mlflow_python
+
+    mlflow_py = mlflow_python()
+    work = Path(tempfile.mkdtemp(prefix="shipyard-bench-serving-"))
+    model = _prepare(work, mlflow_py)
+    sides = _sides(work, mlflow_py)
+    result.update(machine=_machine(), versions={"mlflow": _versions(mlflow_py),
+                                                "shipyard": _versions(Path(sys.executable))})
+    if "startup" in only:
+        print("startup ...", flush=True)
+        result["startup"] = startup(sides, 1 if args.quick else 3)
+    if not only & {"latency", "big", "load"}:
+        _print_summary(result)
+        return
+    servers = {}
+    try:
+        for name, side in sides.items():
+            servers[name] = side.server(free_port())
+            servers[name].start(side.env)
+            servers[name].wait_ready(timeout=180)
+        ports = {n: s.port for n, s in servers.items()}
+        if "latency" in only:
+            print("latency at c=1 ...", flush=True)
+            result["latency"] = latency(model, sides, ports, *((5, 50) if args.quick
+                                                                else (15, 100)))
+        if "big" in only:
+            print("1,000-row requests ...", flush=True)
+            result["big"] = big(model, sides, ports, *((4, 3) if args.quick else (10, 5)))
+        if "load" in only:
+            print("load ...", flush=True)
+            result["load"] = load(sides, ports, args.rounds or (1 if args.quick else 2),
+                                  args.duration or (2.0 if args.quick else 5.0))
+    finally:
+        for server in servers.values():
+            server.stop()
+    result["targets"] = [{"target": t, "figure": f, "pass": ok}
+                         for t, f, ok in _verdicts(result)]
+    _print_summary(result)
 
 
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, str(BENCH_DIR))
+    sys.exit(main())

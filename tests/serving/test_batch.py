@@ -60,10 +60,10 @@ def test_a_rerun_skips_the_parts_already_written(
     predict_parquet(served, source, out, chunk_rows=200, keep_parts=True, progress=False)
     first = pq.read_table(out)
     parts = Path(f"{out}.parts")
-    assert sorted(p.name for p in parts.glob("part-*")) == [f"part-{i:05d}.parquet"
+    assert sorted(p.name for p in parts.glob("part-*")) == [f"part-{i:05d}.arrow"
                                                              for i in range(6)]
     out.unlink()
-    (parts / "part-00003.parquet").unlink()
+    (parts / "part-00003.arrow").unlink()
     again = predict_parquet(served, source, out, chunk_rows=200, progress=False)
     assert again.skipped_chunks == 5
     assert pq.read_table(out).equals(first)
@@ -88,7 +88,7 @@ def test_an_interrupted_run_resumes(served: ServedModel, scoring_input: tuple[Pa
     with pytest.raises(KeyboardInterrupt):
         predict_parquet(served, source, out, chunk_rows=400, progress=False)
     assert not out.exists()
-    assert len(list(Path(f"{out}.parts").glob("part-*.parquet"))) == 2
+    assert len(list(Path(f"{out}.parts").glob("part-*.arrow"))) == 2
     monkeypatch.setattr(ServedModel, "call_model", real)
     result = predict_parquet(served, source, out, chunk_rows=400, progress=False)
     assert (result.chunks, result.skipped_chunks) == (3, 2)
@@ -165,3 +165,131 @@ def test_the_cli_serve_refuses_an_unknown_model() -> None:
     result = CliRunner().invoke(app, ["serve", "nothing@champion"])
     assert result.exit_code == 2
     assert "error: model 'nothing' has no alias 'champion'" in result.output
+
+
+def _shipyard_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name.startswith("shipyard-read")
+            or t.name.startswith("shipyard-write")]
+
+
+@pytest.mark.parametrize("missing", ["null", "nan"])
+def test_a_missing_value_fails_the_job_with_the_signatures_message(
+        served: ServedModel, tmp_path: Path, missing: str) -> None:
+    frame = credit_frame(900, seed=4)
+    income = frame["income"].to_numpy().copy()
+    income[650] = np.nan
+    # from_pandas=False keeps NaN a float value; True turns it into a null
+    columns = {"age": pa.array(frame["age"]), "debt": pa.array(frame["debt"]),
+               "income": pa.array(income, from_pandas=missing == "null")}
+    assert (columns["income"].null_count == 1) is (missing == "null")
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.table(columns), source)
+    out = tmp_path / "out.parquet"
+    with pytest.raises(errors.InvalidInput, match="'income' has missing values"):
+        predict_parquet(served, source, out, chunk_rows=300, progress=False)
+    assert not out.exists() and not list(tmp_path.glob(".out.parquet*"))
+    # the chunks before the bad one are kept for a rerun; the threads are gone
+    assert len(list(Path(f"{out}.parts").glob("part-*.arrow"))) == 2
+    assert _shipyard_threads() == []
+
+
+def test_input_types_that_differ_from_the_signature_are_converted(
+        served: ServedModel, credit: Registered, tmp_path: Path) -> None:
+    frame = credit_frame(500, seed=5)
+    source = tmp_path / "in.parquet"
+    table = pa.table({"age": pa.array(frame["age"], pa.int32()),  # the signature says long
+                      "income": pa.array(frame["income"], pa.float32()),  # and double
+                      "debt": pa.array(frame["debt"])})
+    pq.write_table(table, source)
+    out = tmp_path / "out.parquet"
+    predict_parquet(served, source, out, chunk_rows=200, progress=False)
+    scored = pq.read_table(out)
+    assert scored.schema.field("age").type == pa.int32()  # input columns are kept as they are
+    expected = credit.model.predict(pd.DataFrame({
+        "age": frame["age"], "income": frame["income"].astype("float32").astype("float64"),
+        "debt": frame["debt"]}))
+    np.testing.assert_array_equal(scored.column("prediction").to_numpy(), expected)
+
+
+def test_a_failed_write_stops_the_job_and_a_rerun_resumes(
+        served: ServedModel, scoring_input: tuple[Path, pd.DataFrame], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from shipyard.serving import _batch
+
+    source, _ = scoring_input
+    out = tmp_path / "scored.parquet"
+    real = _batch._write_part
+    written: list[Path] = []
+
+    def disk_full_on_third(table: pa.Table, part: Path) -> None:
+        if len(written) == 2:
+            raise OSError(28, "No space left on device")
+        real(table, part)
+        written.append(part)
+
+    monkeypatch.setattr(_batch, "_write_part", disk_full_on_third)
+    with pytest.raises(OSError, match="No space left"):
+        predict_parquet(served, source, out, chunk_rows=200, progress=False)
+    assert not out.exists()
+    assert _shipyard_threads() == []
+    monkeypatch.setattr(_batch, "_write_part", real)
+    result = predict_parquet(served, source, out, chunk_rows=200, progress=False)
+    assert (result.chunks, result.skipped_chunks) == (6, 2)
+    fresh = tmp_path / "fresh.parquet"
+    predict_parquet(served, source, fresh, chunk_rows=200, progress=False)
+    assert pq.read_table(out).equals(pq.read_table(fresh))
+
+
+def test_a_read_error_surfaces_in_the_callers_thread(
+        served: ServedModel, scoring_input: tuple[Path, pd.DataFrame], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from shipyard.serving import _batch
+
+    real = _batch._chunks
+
+    def broken_after_one(reader: object, chunk_rows: int):  # noqa: ANN202
+        for i, chunk in enumerate(real(reader, chunk_rows)):
+            if i == 1:
+                raise OSError("the input file was truncated")
+            yield chunk
+
+    monkeypatch.setattr(_batch, "_chunks", broken_after_one)
+    out = tmp_path / "scored.parquet"
+    with pytest.raises(OSError, match="truncated"):
+        predict_parquet(served, scoring_input[0], out, chunk_rows=200, progress=False)
+    assert not out.exists()
+    assert _shipyard_threads() == []
+
+
+def test_an_empty_input_gives_an_empty_output_that_names_the_model(
+        served: ServedModel, tmp_path: Path) -> None:
+    source = tmp_path / "empty.parquet"
+    pq.write_table(pa.Table.from_pandas(credit_frame(0), preserve_index=False), source)
+    out = tmp_path / "out.parquet"
+    result = predict_parquet(served, source, out, progress=False)
+    assert (result.rows, result.chunks) == (0, 0)
+    assert pq.read_metadata(out).num_rows == 0
+    assert pq.read_schema(out).metadata[b"shipyard.model_name"] == b"credit"
+
+
+def test_chunks_whose_arrow_types_match_the_signature_skip_the_pandas_check(
+        served: ServedModel, scoring_input: tuple[Path, pd.DataFrame], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    real = ServedModel.enforce
+    checked: list[int] = []
+
+    def counting(self: ServedModel, data: object) -> object:
+        checked.append(len(data))  # type: ignore[arg-type]
+        return real(self, data)
+
+    monkeypatch.setattr(ServedModel, "enforce", counting)
+    source, frame = scoring_input  # age int64 = long, income and debt float64 = double
+    predict_parquet(served, source, tmp_path / "a.parquet", chunk_rows=200, progress=False)
+    assert checked == []
+    widened = tmp_path / "int32.parquet"
+    pq.write_table(pa.table({"age": pa.array(frame["age"], pa.int32()),
+                             "income": frame["income"], "debt": frame["debt"]}), widened)
+    predict_parquet(served, widened, tmp_path / "b.parquet", chunk_rows=200, progress=False)
+    assert checked == [200, 200, 200, 200, 200, 50]

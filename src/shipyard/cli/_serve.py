@@ -74,8 +74,9 @@ def predict(
                                    "one resumable part) at a time."),
     id_column: str | None = typer.Option(None, "--id-column", help="A row key: kept in the "
                                          "output, never given to the model."),
-    keep_parts: bool = typer.Option(False, "--keep-parts", help="Keep <output>.parts/ "
-                                    "after combining."),
+    keep_parts: bool = typer.Option(False, "--keep-parts", help="Keep <output>.parts/ (the "
+                                    "per-chunk results that make a rerun resumable) after "
+                                    "the output is written."),
     progress: bool = typer.Option(True, "--progress/--no-progress",
                                   help="Show a progress bar on stderr."),
 ) -> None:
