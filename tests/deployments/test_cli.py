@@ -131,3 +131,33 @@ def test_bad_input_is_one_line_and_exit_2(client: Client, args: list[str],
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
     assert client.deployments.list() == []
+
+
+def test_relative_guards_from_the_command_line(client: Client) -> None:
+    args = [*CANARY_ARGS[:10], "--steps", "10,25,50", "--guard", "accuracy>=stable-0.02@50",
+            "--guard", "latency_p99_ms<=stable*1.2"]
+    result = run("create", "live", *args)
+    assert result.exit_code == 0, result.output
+    dep = client.deployments.get("live")
+    assert [(str(g), g.compare, g.min_samples) for g in dep.guards] == [
+        ("accuracy>=stable-0.02", "difference", 50),
+        ("latency_p99_ms<=stable*1.2", "ratio", 100)]
+    shown = run("show", "live")
+    assert "accuracy>=stable-0.02 (min 50 samples)" in shown.output, shown.output
+    as_json = json.loads(run("show", "live", "-o", "json").output)
+    assert [g["compare"] for g in as_json["guards"]] == ["difference", "ratio"]
+
+
+@pytest.mark.parametrize(("guard", "message"), [
+    ("accuracy>=stable/2", "invalid guard 'accuracy>=stable/2'"),
+    ("latency_p99_ms<=stable*0", "invalid guard 'latency_p99_ms<=stable*0'"),
+    ("accuracy>=stable-0.02", "guards.0: accuracy>=stable-0.02 compares with the stable arm"),
+])
+def test_bad_relative_guards_are_one_line_and_exit_2(client: Client, guard: str,
+                                                     message: str) -> None:
+    result = run("create", "x", *CANARY_ARGS[:10], "--steps", "10,25,50,100", "--guard",
+                 guard)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert client.deployments.list() == []

@@ -88,3 +88,119 @@ def test_guard_str_round_trips_through_parse_guard(text: str) -> None:
     from shipyard.deployments import parse_guard
 
     assert str(Guard.model_validate(parse_guard(text))) == "error_rate<=0.01"
+
+
+# -- relative guards: the arm under test against the stable arm ----------------------------------
+
+NO_WORSE = Guard(metric="accuracy", op=">=", threshold=-0.02, min_samples=25,
+                 compare="difference")
+NOT_SLOWER = Guard(metric="latency_p99_ms", op="<=", threshold=1.2, min_samples=10,
+                   compare="ratio")
+
+
+def acc(value: float | None, n: int) -> dict[str, float | int | None]:
+    return {"accuracy": value, "accuracy_samples": n}
+
+
+def test_a_canary_worse_than_stable_by_more_than_the_margin_breaches() -> None:
+    """The quickstart's case: 0.77 passes accuracy>=0.7, but is far below the champion."""
+    absolute = Guard(metric="accuracy", op=">=", threshold=0.7, min_samples=25)
+    assert evaluate_guards([absolute], acc(0.77, 49)).action == "promote"
+    result = evaluate_guards([NO_WORSE], acc(0.77, 49), stable=acc(0.852, 364),
+                             arm="challenger", stable_arm="production")
+    assert result.action == "rollback"
+    assert result.reasons == ["accuracy>=stable-0.02: breached (challenger 0.770 vs "
+                              "production 0.852 over 49/364 samples, difference -0.082)"]
+
+
+def test_a_canary_within_the_margin_holds_and_says_both_values() -> None:
+    result = evaluate_guards([NO_WORSE], acc(0.84, 60), stable=acc(0.85, 300))
+    assert result.action == "promote"
+    assert result.reasons == ["accuracy>=stable-0.02: holds (canary 0.840 vs stable 0.850 "
+                              "over 60/300 samples, difference -0.010)"]
+    better = evaluate_guards([NO_WORSE], acc(0.9, 60), stable=acc(0.85, 300))
+    assert better.action == "promote" and "difference +0.050" in better.reasons[0]
+
+
+@pytest.mark.parametrize(("canary_n", "stable_n"), [(24, 500), (500, 24), (3, 3)])
+def test_a_relative_guard_waits_for_min_samples_on_both_arms(canary_n: int,
+                                                             stable_n: int) -> None:
+    result = evaluate_guards([NO_WORSE], acc(0.1, canary_n), stable=acc(0.99, stable_n))
+    assert result.action == "hold"  # a huge gap, but not enough data on one arm
+    assert result.reasons == [f"accuracy>=stable-0.02: samples so far canary {canary_n}, "
+                              f"stable {stable_n}; each arm needs 25 (canary 0.100 vs "
+                              "stable 0.990)"]
+
+
+def test_a_relative_guard_waits_for_a_measurement_of_each_arm() -> None:
+    no_stable = evaluate_guards([NO_WORSE], acc(0.8, 100), stable=acc(None, 0))
+    assert no_stable.action == "hold"
+    assert "no measurement of accuracy yet (stable)" in no_stable.reasons[0]
+    neither = evaluate_guards([NO_WORSE], acc(None, 0), stable={})
+    assert "(canary and stable)" in neither.reasons[0]
+
+
+def test_the_old_call_without_stable_evidence_still_works() -> None:
+    """Absolute guards judge as before; a relative one cannot judge, so it holds (never a
+    silent promote)."""
+    assert evaluate_guards([ERRORS], {"error_rate": 0.0, "samples": 500}).action == "promote"
+    result = evaluate_guards([ERRORS, NO_WORSE], {"error_rate": 0.0, "samples": 500,
+                                                  **acc(0.9, 500)})
+    assert result.action == "hold"
+    assert result.reasons[0] == ("accuracy>=stable-0.02: no evidence of the stable arm to "
+                                 "compare with")
+
+
+def test_a_ratio_guard_compares_with_a_multiple_of_stable() -> None:
+    def p99(ms: float, n: int = 50) -> dict[str, float | int | None]:
+        return {"latency_p99_ms": ms, "latency_p99_ms_samples": n}
+
+    slow = evaluate_guards([NOT_SLOWER], p99(30.0), stable=p99(20.0))
+    assert slow.action == "rollback"
+    assert slow.reasons == ["latency_p99_ms<=stable*1.2: breached (canary 30.000 vs stable "
+                            "20.000 over 50/50 samples, ratio 1.500)"]
+    close = evaluate_guards([NOT_SLOWER], p99(23.0), stable=p99(20.0))
+    assert close.action == "promote" and "ratio 1.150" in close.reasons[0]
+    zero = Guard(metric="error_rate", op="<=", threshold=2, min_samples=10, compare="ratio")
+    rates = ({"error_rate": 0.01, "samples": 50}, {"error_rate": 0.0, "samples": 50})
+    stopped = evaluate_guards([zero], rates[0], stable=rates[1])
+    assert stopped.action == "rollback"  # 0.01 > 2 × 0: no division by zero either
+    assert "ratio n/a: the stable value is 0" in stopped.reasons[0]
+
+
+def test_relative_and_absolute_guards_mix_and_a_breach_outranks_waiting() -> None:
+    canary = {"error_rate": 0.2, "error_rate_samples": 200, **acc(0.9, 3)}
+    stable = {"error_rate": 0.0, "error_rate_samples": 600, **acc(0.9, 3)}
+    result = evaluate_guards([NO_WORSE, ERRORS], canary, stable=stable)
+    assert result.action == "rollback"
+    assert result.reasons[0].startswith("error_rate<=0.01: breached")
+    assert result.reasons[1].startswith("accuracy>=stable-0.02: samples so far")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(0, 1), st.integers(0, 60), st.floats(0, 1), st.integers(0, 60),
+       st.booleans())
+def test_the_relative_decision_follows_the_rules(canary: float, n: int, stable: float,
+                                                 m: int, last: bool) -> None:
+    result = evaluate_guards([NO_WORSE], acc(canary, n), stable=acc(stable, m),
+                             last_step=last)
+    enough = n >= 25 and m >= 25
+    breached = enough and canary - stable < -0.02
+    expected = "rollback" if breached else "promote" if enough and last else "hold"
+    assert result.action == expected
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("accuracy>=stable-0.02", "accuracy>=stable-0.02"),
+    ("accuracy >= stable - 0.02 @ 50", "accuracy>=stable-0.02"),
+    ("accuracy>=stable+0.01", "accuracy>=stable+0.01"),
+    ("accuracy>=stable", "accuracy>=stable"),
+    ("latency_p99_ms<=stable*1.2", "latency_p99_ms<=stable*1.2"),
+])
+def test_relative_guard_text_round_trips(text: str, shown: str) -> None:
+    from shipyard.deployments import parse_guard
+
+    guard = Guard.model_validate(parse_guard(text))
+    assert guard.relative and str(guard) == shown
+    assert Guard.model_validate(parse_guard(str(guard))) == guard.model_copy(
+        update={"min_samples": 100})

@@ -326,3 +326,75 @@ def test_evidence_counters_add_up_per_revision(deployments: DeploymentService) -
     with pytest.raises(errors.NotFound):
         deployments.evidence("nope", 1)
     assert deployments.evidence("guarded", 1)["challenger"]["requests"] == 5.0  # unchanged
+
+
+# -- relative guards ----------------------------------------------------------------------------
+
+RELATIVE_CANARY = {**CANARY, "steps": [10, 25, 50]}  # ends below 100: stable keeps serving
+NO_WORSE = {"metric": "accuracy", "op": ">=", "threshold": -0.02, "compare": "difference"}
+
+
+@pytest.mark.parametrize(("kwargs", "field", "message"), [
+    ({"guards": [{**NO_WORSE, "compare": "relative"}]}, "guards.0.compare",
+     "unknown comparison 'relative'"),
+    ({"guards": [{**NO_WORSE, "compare": "ratio", "threshold": 0}]}, "guards.0.threshold",
+     "must be above 0"),
+    ({"guards": [{**NO_WORSE, "threshold": float("inf")}]}, "guards.0.threshold",
+     "finite"),
+    ({"strategy": CANARY, "guards": [{"metric": "error_rate", "op": "<=", "threshold": 0.1},
+                                     NO_WORSE]},
+     "guards.1", "once the canary reaches 100%"),
+    ({"strategy": {**CANARY, "steps": [], "percent": 100}, "guards": [NO_WORSE]},
+     "guards.0", "once the canary reaches 100%"),
+    ({"arms": {"base": "1", "champion": "@champion", "challenger": "3"},
+      "strategy": {"kind": "ab", "weights": {"champion": 1, "challenger": 1}},
+      "guards": [NO_WORSE]}, "guards.0", "stable arm 'base'"),
+])
+def test_bad_relative_guards_name_the_field_and_write_nothing(
+        deployments: DeploymentService, kwargs: dict, field: str, message: str) -> None:
+    before = _counts(deployments)
+    args = {"name": "live", "model": MODEL, "arms": ARMS, "strategy": RELATIVE_CANARY,
+            **kwargs}
+    with pytest.raises(errors.InvalidInput) as info:
+        deployments.create(**args)
+    assert info.value.field == field and message in info.value.message, info.value.message
+    assert _counts(deployments) == before
+
+
+def test_relative_guards_are_stored_and_an_update_to_100_percent_is_refused(
+        deployments: DeploymentService) -> None:
+    dep = deployments.create("live", MODEL, ARMS, RELATIVE_CANARY, guards=[
+        NO_WORSE, {"metric": "latency_p99_ms", "op": "<=", "threshold": 1.5,
+                   "compare": "ratio", "min_samples": 30}])
+    assert [str(g) for g in deployments.get("live").guards] == [
+        "accuracy>=stable-0.02", "latency_p99_ms<=stable*1.5"]
+    assert deployments.get("live") == dep
+    before = _counts(deployments)
+    with pytest.raises(errors.InvalidInput) as info:
+        deployments.update("live", strategy={**RELATIVE_CANARY, "percent": 100})
+    assert info.value.field == "guards.0"
+    assert _counts(deployments) == before
+    rolled = deployments.rollback("live", evidence={}, actor="tester")
+    assert rolled.guards == dep.guards  # a single arm keeps its guards; nothing judges it
+
+
+def test_a_deployment_stored_before_relative_guards_reads_and_updates(
+        deployments: DeploymentService) -> None:
+    """Strip ``compare`` from the stored JSON, as a deployment written by an older
+    Shipyard has it: it reads as absolute guards, and updates cleanly."""
+    deployments.create("old", MODEL, ARMS, CANARY, guards=[
+        {"metric": "accuracy", "op": ">=", "threshold": 0.7, "min_samples": 25}])
+    with deployments.db.write() as conn:
+        for table in (tables.deployments, tables.deployment_revisions):
+            key = table.c.name if table is tables.deployments else table.c.deployment
+            for row in conn.execute(sa.select(key, table.c.spec_json).where(key == "old")):
+                spec = json.loads(row.spec_json)
+                for guard in spec["guards"]:
+                    del guard["compare"]
+                conn.execute(sa.update(table).where(key == "old").values(
+                    spec_json=json.dumps(spec)))
+    dep = deployments.get("old")
+    assert [(g.compare, str(g)) for g in dep.guards] == [("absolute", "accuracy>=0.7")]
+    assert deployments.get("old", revision=1).guards == dep.guards
+    updated = deployments.update("old", strategy=RELATIVE_CANARY, guards=[NO_WORSE])
+    assert updated.revision == 2 and updated.guards[0].relative

@@ -120,3 +120,57 @@ def test_bad_spec_files_are_refused(tmp_path: Path, text: str) -> None:
     assert info.value.field == "file"
     with pytest.raises(errors.InvalidInput, match="cannot read"):
         load_spec_file(tmp_path / "missing.yaml")
+
+
+def test_parse_relative_guards() -> None:
+    assert parse_guard("accuracy>=stable-0.02@50") == {
+        "metric": "accuracy", "op": ">=", "threshold": -0.02, "compare": "difference",
+        "min_samples": 50}
+    assert parse_guard("accuracy>=stable")["threshold"] == 0.0
+    assert parse_guard("reward_mean >= stable + 0.1")["threshold"] == 0.1
+    assert parse_guard("latency_p99_ms<=stable*1.2") == {
+        "metric": "latency_p99_ms", "op": "<=", "threshold": 1.2, "compare": "ratio"}
+    assert "compare" not in parse_guard("accuracy>=0.7")  # absolute: stored as before
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("accuracy>=stable/2", "'stable/2' is not a limit"),
+    ("accuracy>=stable--0.02", "'stable--0.02' is not a limit"),
+    ("accuracy>=stablest", "'stablest' is not a limit"),
+    ("accuracy>=stable-x", "'x' is not a number"),
+    ("latency_p99_ms<=stable*0", "the ratio must be above 0"),
+    ("latency_p99_ms<=stable*-1.2", "the ratio must be above 0"),
+    ("accuracy>=nan", "'nan' is not a finite number"),
+    ("accuracy>=stable-inf", "'inf' is not a finite number"),
+    ("accuracy>=", "write METRIC<=LIMIT"),
+    ("cpu>=stable", "unknown metric 'cpu'"),
+])
+def test_bad_relative_guards_name_the_guard(text: str, message: str) -> None:
+    with pytest.raises(errors.InvalidInput) as info:
+        parse_guard(text)
+    assert info.value.message.startswith(f"invalid guard {text!r}: ")
+    assert message in info.value.message and info.value.field == "guards"
+
+
+def test_a_spec_stored_before_relative_guards_still_reads() -> None:
+    """Guards stored without ``compare`` (every deployment made before it existed) are
+    absolute: the field's default, so no migration is needed."""
+    stored = {"name": "d", "model": "m", "arms": [{"name": "a", "ref": "1", "version": 1}],
+              "strategy": {"kind": "single", "arm": "a"},
+              "guards": [{"metric": "accuracy", "op": ">=", "threshold": 0.7,
+                          "min_samples": 25}],
+              "auto": True, "revision": 1, "status": "active", "created_at": 0,
+              "updated_at": 0, "created_by": "me"}
+    [guard] = Deployment.model_validate(stored).guards
+    assert guard.compare == "absolute" and not guard.relative and guard.holds(0.7)
+    assert str(guard) == "accuracy>=0.7"
+
+
+def test_relative_guards_in_a_spec_file(tmp_path: Path) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text("model: credit\nguards: ['accuracy>=stable-0.02@200', "
+                    "{metric: latency_p99_ms, op: '<=', threshold: 1.2, compare: ratio}]\n")
+    guards = load_spec_file(path)["guards"]
+    assert guards[0] == {"metric": "accuracy", "op": ">=", "threshold": -0.02,
+                         "compare": "difference", "min_samples": 200}
+    assert guards[1]["compare"] == "ratio"

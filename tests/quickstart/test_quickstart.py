@@ -171,6 +171,16 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     assert final.actor == "router" and final.action in ("promote", "rollback")
     assert deployment.status == ("promoted" if final.action == "promote" else "rolled_back")
     assert final.evidence["arms"]["challenger"]["requests"] > 0
+    # the accuracy guard is relative: the challenger judged against the champion's arm
+    assert [str(g) for g in deployments.get("credit-risk", revision=2).guards] == [
+        "error_rate<=0.01", "accuracy>=stable-0.02"]
+    assert final.evidence["stable_arm"] == "production"
+    assert final.evidence["arms"]["production"]["accuracy_samples"] >= 50
+    [judged] = [r for r in final.evidence["guards"]["challenger"]
+                if r.startswith("accuracy>=stable-0.02: ")]
+    assert " vs production " in judged and "difference" in judged
+    assert ("The router protected production" if final.action == "rollback"
+            else "The challenger held every guard") in done.stdout
     challenger = registry.resolve("models:/credit-risk@challenger")
     assert challenger.run_id == children[1].run_id  # the runner-up
     production = registry.resolve("models:/credit-risk@production").version

@@ -3,6 +3,8 @@ when the canary holds — each recorded with its evidence."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
@@ -146,3 +148,79 @@ def test_two_workers_reaching_one_decision_apply_it_once(client: Client) -> None
         assert b.view.revision == 2 and b.view.deployment.status == "rolled_back"
     actions = [d.action for d in client.deployments.decisions("twice")]
     assert actions == ["create", "rollback"]
+
+
+def drive_with_feedback(http: TestClient, client: Client, name: str, status: str,
+                        wrong: dict[int, Callable[[int], bool]]) -> Counter[int]:
+    """Send keyed traffic, and for each answer a label: the prediction, except for the
+    ``k``-th answer of version ``v`` where ``wrong[v](k)`` — so each arm's accuracy is set
+    by the test. Until the deployment reaches ``status``; the answers per version."""
+    answered: Counter[int] = Counter()
+
+    def reached() -> bool:
+        for _ in range(10):
+            body = http.post("/predict", json=row(),
+                             headers={KEY: f"user-{sum(answered.values())}"}).json()
+            version, [prediction] = body["model_version"], body["predictions"]
+            label = 1 - prediction if wrong[version](answered[version]) else prediction
+            answered[version] += 1
+            assert http.post("/feedback", json={"prediction_id": body["prediction_ids"][0],
+                                                "label": label}).status_code == 200
+        return client.deployments.get(name).status == status
+
+    wait_for(reached, timeout=60, what=f"deployment {name} to be {status}")
+    return answered
+
+
+#: The canary may be up to 0.15 less accurate than the stable arm (0.15, not less: each arm's
+#: accuracy so far wobbles around its long-run value by a few hundredths).
+RELATIVE = {"metric": "accuracy", "op": ">=", "threshold": -0.15, "compare": "difference",
+            "min_samples": 20}
+
+
+def test_a_canary_less_accurate_than_stable_beyond_the_margin_is_rolled_back(
+        client: Client, credit: str) -> None:
+    """The canary's accuracy (0.6) would pass an absolute accuracy>=0.5; against the stable
+    arm's 1.0 it is 0.4 worse, beyond the 0.15 margin: rolled back, both numbers recorded."""
+    client.deployments.create(
+        "worse", credit, {"stable": "1", "canary": "2"},
+        {"kind": "canary", "stable": "stable", "canary": "canary", "percent": 50,
+         "steps": [50], "step_interval_s": 0}, guards=[RELATIVE])
+    with serving("worse", client) as (http, router):
+        answered = drive_with_feedback(http, client, "worse", "rolled_back", {
+            1: lambda k: False, 2: lambda k: k % 5 in (1, 3)})
+        wait_for(lambda: router.view.deployment.status == "rolled_back", what="the switch")
+    assert answered[1] >= 20 and answered[2] >= 20
+    last = client.deployments.decisions("worse")[-1]
+    assert (last.action, last.actor, last.arm) == ("rollback", "router", "stable")
+    assert "accuracy>=stable-0.15: breached (canary 0." in last.reason
+    assert "vs stable 1.000 over" in last.reason
+    arms = last.evidence["arms"]
+    assert arms["stable"]["accuracy"] == 1.0 and arms["stable"]["accuracy_samples"] >= 20
+    assert arms["canary"]["accuracy"] < 0.9 and arms["canary"]["accuracy_samples"] >= 20
+    assert last.evidence["stable_arm"] == "stable"
+    assert client.registry.get_model(credit).aliases["champion"] == 1
+
+
+def test_a_canary_within_the_margin_of_stable_is_promoted(client: Client,
+                                                         credit: str) -> None:
+    """Both arms are mediocre (stable 0.6, canary 0.55): an absolute accuracy>=0.7 would
+    roll the canary back, but it is within 0.15 of what serves now, so it is promoted."""
+    client.deployments.create(
+        "close", credit, {"stable": "@champion", "canary": "2"},
+        {"kind": "canary", "stable": "stable", "canary": "canary", "percent": 50,
+         "steps": [50], "step_interval_s": 0}, guards=[RELATIVE])
+    with serving("close", client) as (http, router):
+        drive_with_feedback(http, client, "close", "promoted", {
+            1: lambda k: k % 5 in (1, 3),  # 2 in 5 wrong
+            2: lambda k: (k + 1) * 9 // 20 > k * 9 // 20})  # 9 in 20 wrong, spread out
+        wait_for(lambda: router.view.deployment.status == "promoted", what="the switch")
+    decisions = client.deployments.decisions("close")
+    assert [d.action for d in decisions] == ["create", "promote"]
+    last = decisions[-1]
+    assert (last.actor, last.arm) == ("router", "canary")
+    assert "accuracy>=stable-0.15: holds (canary 0." in last.reason
+    arms = last.evidence["arms"]
+    assert 0.5 <= arms["stable"]["accuracy"] <= 0.7 and arms["stable"]["accuracy_samples"] >= 20
+    assert 0.45 <= arms["canary"]["accuracy"] <= 0.65
+    assert client.registry.get_model(credit).aliases["champion"] == 2

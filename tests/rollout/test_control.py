@@ -94,3 +94,56 @@ def test_feedback_guards_use_their_own_sample_counts() -> None:
     assert found is not None and found.kind == "rollback"
     early = {"canary": {"reward_mean": 0.2, "reward_mean_samples": 3}}
     assert decide(dep, early, NOW) is None
+
+
+# -- relative guards: judged against the stable arm's evidence -----------------------------------
+
+NO_WORSE = Guard(metric="accuracy", op=">=", threshold=-0.02, min_samples=20,
+                 compare="difference")
+
+
+def accuracy(value: float | None, n: int) -> dict[str, Any]:
+    return {"accuracy": value, "accuracy_samples": n}
+
+
+def test_a_canary_worse_than_stable_is_rolled_back_with_both_arms_evidence() -> None:
+    dep = deployment(canary(50, [50]), [NO_WORSE])
+    evidence = {"stable": accuracy(0.85, 300), "canary": accuracy(0.77, 100)}
+    action = decide(dep, evidence, NOW)
+    assert action is not None and (action.kind, action.arm) == ("rollback", "stable")
+    assert action.reason == ("canary breached its guards: accuracy>=stable-0.02: breached "
+                             "(canary 0.770 vs stable 0.850 over 100/300 samples, "
+                             "difference -0.080)")
+    assert action.evidence["stable_arm"] == "stable"
+    assert action.evidence["arms"]["stable"]["accuracy"] == 0.85
+    assert action.evidence["arms"]["canary"]["accuracy"] == 0.77
+    within = decide(dep, {"stable": accuracy(0.85, 300), "canary": accuracy(0.84, 100)}, NOW)
+    assert within is not None and (within.kind, within.arm) == ("promote", "canary")
+    assert "holds (canary 0.840 vs stable 0.850" in within.reason
+
+
+def test_a_relative_guard_waits_for_the_stable_arms_samples() -> None:
+    dep = deployment(canary(50, [50]), [NO_WORSE])
+    assert decide(dep, {"stable": accuracy(0.99, 5), "canary": accuracy(0.1, 500)}, NOW) \
+        is None
+    assert decide(dep, {"canary": accuracy(0.1, 500)}, NOW) is None  # no stable evidence
+
+
+def test_the_baseline_is_the_shadows_primary_and_the_first_ab_or_bandit_arm() -> None:
+    shadow = deployment({"kind": "shadow", "primary": "stable", "shadows": ["canary"]},
+                        [NO_WORSE])
+    worse = decide(shadow, {"stable": accuracy(0.9, 50), "canary": accuracy(0.8, 50)}, NOW)
+    assert worse is not None and worse.kind == "rollback"
+    assert "canary 0.800 vs stable 0.900" in worse.reason
+    arms = ("a", "b", "c")
+    ab = deployment({"kind": "ab", "weights": {"a": 1, "b": 1, "c": 1}}, [NO_WORSE],
+                    arms=arms)
+    fine = {"a": accuracy(0.7, 50), "b": accuracy(0.69, 50), "c": accuracy(0.71, 50)}
+    assert decide(ab, fine, NOW) is None  # an A/B test is never promoted automatically
+    action = decide(ab, {**fine, "c": accuracy(0.6, 50)}, NOW)
+    assert action is not None and (action.kind, action.arm) == ("rollback", "a")
+    assert action.evidence["breached_arm"] == "c" and "c 0.600 vs a 0.700" in action.reason
+    bandit = deployment({"kind": "bandit", "arms": ["a", "b"]}, [NO_WORSE], arms=("a", "b"))
+    action = decide(bandit, {"a": accuracy(0.7, 50), "b": accuracy(0.5, 50)}, NOW)
+    assert action is not None and action.kind == "rollback" and "b 0.500 vs a 0.700" in \
+        action.reason

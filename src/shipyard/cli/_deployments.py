@@ -2,8 +2,9 @@
 
 A deployment routes traffic between named arms (``--arm champion=@champion --arm
 challenger=3``) with one strategy (single, shadow, canary, ab, bandit) under guards
-(``--guard "error_rate<=0.01"``). Strategy options left out take their defaults from the
-arms' order: the first arm is the stable/primary one. ``--file spec.yaml`` gives the same
+(``--guard "error_rate<=0.01"``, or relative to the stable arm: ``--guard
+"accuracy>=stable-0.02"``). Strategy options left out take their defaults from the arms'
+order: the first arm is the stable/primary one. ``--file spec.yaml`` gives the same
 spec as YAML; options on the command line override the file.
 """
 
@@ -77,9 +78,11 @@ _ALGORITHM = typer.Option(None, "--algorithm", case_sensitive=False,
                           help="Bandit: thompson or epsilon_greedy.")
 _EPSILON = typer.Option(None, "--epsilon", help="Bandit: exploration rate (default 0.1).")
 _REWARD = typer.Option(None, "--reward", help="Bandit: the feedback field that is the reward.")
-_GUARD = typer.Option(None, "--guard", metavar="METRIC<=VALUE",
-                      help="A guard, e.g. \"error_rate<=0.01\", \"latency_p99_ms<=50\", "
-                           "\"accuracy>=0.9@500\" (@: minimum samples). Repeat for each.")
+_GUARD = typer.Option(None, "--guard", metavar="METRIC<=LIMIT",
+                      help="A guard, e.g. \"error_rate<=0.01\", \"accuracy>=0.9@500\" "
+                           "(@: minimum samples), or relative to the stable arm: "
+                           "\"accuracy>=stable-0.02\" (difference), "
+                           "\"latency_p99_ms<=stable*1.2\" (ratio). Repeat for each.")
 _MIN_SAMPLES = typer.Option(None, "--min-samples",
                             help="Samples a guard needs before it counts (default 100).")
 _FILE = typer.Option(None, "--file", "-f", exists=False, dir_okay=False,

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 __all__ = [
     "ARM_NAME_RE",
+    "GUARD_COMPARES",
     "GUARD_METRICS",
     "ABStrategy",
     "Arm",
@@ -28,6 +29,7 @@ __all__ = [
     "Deployment",
     "DeploymentStatus",
     "Guard",
+    "GuardCompare",
     "ShadowStrategy",
     "SingleStrategy",
     "Strategy",
@@ -45,6 +47,10 @@ GUARD_METRICS = ("error_rate", "latency_p99_ms", "reward_mean", "accuracy")
 
 DeploymentStatus = Literal["active", "promoted", "rolled_back", "stopped"]
 DecisionAction = Literal["create", "update", "step", "promote", "rollback", "stop"]
+#: How a guard's limit is set: a fixed threshold, or from the stable arm's value (+ or ×).
+GuardCompare = Literal["absolute", "difference", "ratio"]
+#: The values of :data:`GuardCompare`.
+GUARD_COMPARES = ("absolute", "difference", "ratio")
 
 
 class _Frozen(BaseModel):
@@ -194,20 +200,63 @@ def describe_strategy(strategy: Any) -> str:
 # -- guards -------------------------------------------------------------------------------------
 
 class Guard(_Frozen):
-    """A threshold on one metric: it HOLDS when ``value op threshold``.
+    """A rule on one metric of the arm under test: it HOLDS when ``value op limit``.
 
-    Until ``min_samples`` observations back the value, the guard neither holds nor breaches.
+    ``compare`` says what the limit is:
+
+    - ``absolute`` (the default): ``threshold`` itself — ``accuracy>=0.7``;
+    - ``difference``: the stable arm's value plus ``threshold`` — ``accuracy>=stable-0.02``
+      holds when canary − stable ≥ −0.02;
+    - ``ratio``: the stable arm's value times ``threshold`` (above 0) —
+      ``latency_p99_ms<=stable*1.2`` holds when the canary's p99 is at most 1.2 × the
+      stable arm's (written as a product, so a stable value of 0 needs no division).
+
+    The stable arm is the canary's stable arm, the shadow's primary, or the first declared
+    arm of an A/B test or bandit. An absolute threshold alone would let a challenger that is
+    clearly worse than the model it replaces pass; a relative guard asks the auditor's
+    question — is it at least as good as what serves now? Until ``min_samples`` observations
+    back the value (of both arms, for a relative guard), the guard neither holds nor
+    breaches.
     """
 
     metric: Literal["error_rate", "latency_p99_ms", "reward_mean", "accuracy"]
     op: Literal["<=", ">="]
     threshold: float
     min_samples: int = Field(default=100, ge=0)
+    compare: GuardCompare = "absolute"
 
-    def holds(self, value: float) -> bool:
-        return value <= self.threshold if self.op == "<=" else value >= self.threshold
+    @property
+    def relative(self) -> bool:
+        """Whether the guard compares with the stable arm (and so needs its evidence)."""
+        return self.compare != "absolute"
+
+    def limit(self, stable: float | None = None) -> float:
+        """The value the arm's metric is held against (``stable``: the stable arm's value,
+        required by a relative guard)."""
+        if self.compare == "absolute":
+            return self.threshold
+        base = self._stable(stable)
+        return base + self.threshold if self.compare == "difference" else base * self.threshold
+
+    def holds(self, value: float, stable: float | None = None) -> bool:
+        """Whether ``value`` (the arm under test) passes, given the stable arm's value."""
+        if self.compare == "difference":  # the difference itself, as the guard is written
+            left, right = value - self._stable(stable), self.threshold
+        else:
+            left, right = value, self.limit(stable)
+        return left <= right if self.op == "<=" else left >= right
+
+    def _stable(self, stable: float | None) -> float:
+        if stable is None:
+            raise ValueError(f"the guard {self} needs the stable arm's {self.metric}")
+        return stable
 
     def __str__(self) -> str:
+        if self.compare == "difference":
+            offset = "" if self.threshold == 0 else f"{self.threshold:+g}"
+            return f"{self.metric}{self.op}stable{offset}"
+        if self.compare == "ratio":
+            return f"{self.metric}{self.op}stable*{self.threshold:g}"
         return f"{self.metric}{self.op}{self.threshold:g}"
 
 

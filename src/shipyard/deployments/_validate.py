@@ -19,6 +19,7 @@ from shipyard import errors
 
 from ._spec import (
     ARM_NAME_RE,
+    GUARD_COMPARES,
     GUARD_METRICS,
     ABStrategy,
     Arm,
@@ -64,21 +65,34 @@ def check_deployment_name(name: object) -> str:
 
 
 def check_guards(guards: Sequence[Guard | Mapping[str, Any]]) -> list[Guard]:
+    """Each guard as a Guard: a known metric, operator and ``compare``, a finite threshold,
+    and a ratio above 0 (a ratio guard's limit is the stable value times it)."""
     if not isinstance(guards, list | tuple):
         raise errors.InvalidInput("guards must be a list", field="guards")
     out: list[Guard] = []
     for i, guard in enumerate(guards):
-        if isinstance(guard, Guard):
-            out.append(guard)
-            continue
-        if isinstance(guard, Mapping) and guard.get("metric") not in GUARD_METRICS:
+        if not isinstance(guard, Guard):
+            if isinstance(guard, Mapping) and guard.get("metric") not in GUARD_METRICS:
+                raise errors.InvalidInput(
+                    f"guards.{i}.metric: unknown metric {guard.get('metric')!r}; use one of "
+                    f"{', '.join(GUARD_METRICS)}", field=f"guards.{i}.metric")
+            if isinstance(guard, Mapping) and "compare" in guard \
+                    and guard["compare"] not in GUARD_COMPARES:
+                raise errors.InvalidInput(
+                    f"guards.{i}.compare: unknown comparison {guard['compare']!r}; use one "
+                    f"of {', '.join(GUARD_COMPARES)}", field=f"guards.{i}.compare")
+            try:
+                guard = Guard.model_validate(guard)
+            except ValidationError as exc:
+                raise invalid_from(exc, f"guards.{i}") from None
+        if not math.isfinite(guard.threshold):
+            raise errors.InvalidInput(f"guards.{i}.threshold must be a finite number, not "
+                                      f"{guard.threshold}", field=f"guards.{i}.threshold")
+        if guard.compare == "ratio" and guard.threshold <= 0:
             raise errors.InvalidInput(
-                f"guards.{i}.metric: unknown metric {guard.get('metric')!r}; use one of "
-                f"{', '.join(GUARD_METRICS)}", field=f"guards.{i}.metric")
-        try:
-            out.append(Guard.model_validate(guard))
-        except ValidationError as exc:
-            raise invalid_from(exc, f"guards.{i}") from None
+                f"guards.{i}.threshold: the ratio of {guard} must be above 0 (e.g. "
+                f"{guard.metric}{guard.op}stable*1.2)", field=f"guards.{i}.threshold")
+        out.append(guard)
     return out
 
 
@@ -151,7 +165,29 @@ def check_spec(**values: Any) -> Deployment:
     except ValidationError as exc:
         raise invalid_from(exc, "") from None
     _check_strategy(dep)
+    _check_relative_guards(dep)
     return dep
+
+
+def _check_relative_guards(dep: Deployment) -> None:
+    """A relative guard compares with the stable arm, so that arm must keep receiving
+    traffic: the first declared arm of an A/B test or bandit must be one it routes to, and
+    a canary must end below 100 % (it is promoted at its last step) — at 100 % the stable
+    arm would see no request and the guard would wait forever."""
+    relative = [i for i, g in enumerate(dep.guards) if g.relative]
+    if not relative:
+        return
+    i, s = relative[0], dep.strategy
+    if dep.stable_arm not in strategy_arms(s):
+        raise errors.InvalidInput(
+            f"guards.{i}: {dep.guards[i]} compares with the stable arm {dep.stable_arm!r} "
+            f"(the first declared), which the {s.kind} strategy does not route to; declare "
+            "the baseline arm first", field=f"guards.{i}")
+    if isinstance(s, CanaryStrategy) and max([s.percent, *s.steps]) >= 100:
+        raise errors.InvalidInput(
+            f"guards.{i}: {dep.guards[i]} compares with the stable arm, which gets no "
+            "traffic once the canary reaches 100%; end the canary's steps below 100 (e.g. "
+            "10,25,50): it is promoted at its last step", field=f"guards.{i}")
 
 
 def _check_strategy(dep: Deployment) -> None:

@@ -12,6 +12,11 @@ rollback or nothing. Pure, so every branch is tested without a server.
   with an analysis (``shipyard deployments analyze``), and a bandit keeps optimising.
 - **single**, a stopped/promoted/rolled-back deployment, or ``auto`` off: nothing.
 
+Relative guards (``accuracy>=stable-0.02``) compare each judged arm with the stable arm
+(``Deployment.stable_arm``: the canary's stable, the shadow's primary, the first declared
+arm of an A/B test or bandit), whose evidence is passed along, and wait until both have
+their ``min_samples``.
+
 The router executes the action through the deployment service with ``revision`` as an
 optimistic lock, so of several workers deciding at once exactly one applies it.
 """
@@ -73,7 +78,9 @@ def decide(dep: Deployment, evidence: Mapping[str, Evidence], now_ms: int) -> Ac
         return None
     s = dep.strategy
     tested = arms_under_test(dep)
-    results = {arm: evaluate_guards(dep.guards, _numbers(evidence.get(arm, {})))
+    stable = _numbers(evidence.get(dep.stable_arm, {}))
+    results = {arm: evaluate_guards(dep.guards, _numbers(evidence.get(arm, {})),
+                                    stable=stable, arm=arm, stable_arm=dep.stable_arm)
                for arm in tested}
     record = _record(dep, evidence, results)
     for arm, result in results.items():
@@ -114,7 +121,9 @@ def _numbers(evidence: Evidence) -> dict[str, float | int | None]:
 
 def _record(dep: Deployment, evidence: Mapping[str, Evidence],
             results: Mapping[str, GuardResult]) -> dict[str, Any]:
-    """The evidence stored with the decision: every arm's numbers and every guard's verdict."""
+    """The evidence stored with the decision: every arm's numbers (the stable arm's too,
+    which relative guards compared with) and every guard's verdict."""
     return {"revision": dep.revision, "strategy": dep.strategy.kind,
+            "stable_arm": dep.stable_arm,
             "arms": {arm: dict(values) for arm, values in evidence.items()},
             "guards": {arm: r.reasons for arm, r in results.items()}}

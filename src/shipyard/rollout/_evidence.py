@@ -7,7 +7,9 @@ background thread adds what is new to the counters that every worker of every se
 shares in the database (``DeploymentService.record_evidence``: one atomic ``SET value =
 value + :d`` per counter of this deployment, revision and arm). The control loop judges
 the **shared totals** (:func:`evidence_from_counts`), so with N workers ``min_samples``
-counts all of them and a breach spread thinly over every worker is still seen. The reward
+counts all of them and a breach spread thinly over every worker is still seen. Every arm of
+the revision is measured alike, the stable one included: relative guards
+(``accuracy>=stable-0.02``) compare the arm under test with it. The reward
 comes from the shared arm statistics (``ArmStats``), counted from the moment the revision
 started serving here (its ``baseline``).
 
