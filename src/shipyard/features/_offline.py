@@ -24,13 +24,16 @@ other columns come back as they went in.
 
 The work happens in DuckDB with a memory limit and a spill folder: Parquet is streamed, not
 loaded into pandas, and the join is an ``ASOF LEFT JOIN`` on (event, created) timestamps, so
-no deduplication pass is needed. ``exclude_created_after`` makes the candidate set depend on
-the entity row, which an ASOF join cannot express; the ASOF match still stands whenever it
-was created by the entity timestamp (it is then the greatest allowed row too), and only the
-other entity rows take a key-equality join restricted to ``event <= ts``, ``created <= ts``
-and the TTL, keeping the greatest (event, created). That join costs (such entity rows ×
-feature rows) per key: cheap when backfills are rare, heavy right after a big one, so give
-such views a TTL.
+no deduplication pass is needed. For a view over local Parquet files the join carries a row
+locator instead of the feature values, which are read from the files after DuckDB is closed
+(``_offline_gather``: the sort then moves a few bytes per row instead of every feature);
+not when the result streams to Parquet, nor with ``exclude_created_after``.
+``exclude_created_after`` makes the candidate set depend on the entity row, which an ASOF
+join cannot express; the ASOF match still stands whenever it was created by the entity
+timestamp (it is then the greatest allowed row too), and only the other entity rows take a
+key-equality join restricted to ``event <= ts``, ``created <= ts`` and the TTL, keeping the
+greatest (event, created). That join costs (such entity rows × feature rows) per key: cheap
+when backfills are rare, heavy right after a big one, so give such views a TTL.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ import pandas as pd
 import pyarrow as pa
 
 from shipyard import errors
-from shipyard.features._definitions import Entity, FeatureView
+from shipyard.features._definitions import Entity, FeatureView, FileSource
+from shipyard.features._offline_gather import LOC, ParquetLocator, parquet_locator
 from shipyard.features._offline_sources import (
     PREFIX,
     ROW,
@@ -59,6 +63,7 @@ from shipyard.features._offline_sources import (
     is_remote,
     literal,
     load_entity,
+    local_parquet_files,
     quote,
     register_source,
     utc_timestamp,
@@ -84,6 +89,8 @@ class _ViewPlan:
     created_sql: str | None = None
     ttl_us: int | None = None
     outputs: list[str] = field(default_factory=list)
+    locator: ParquetLocator | None = None  # set: values fetched after the join
+    types: list[pa.DataType] = field(default_factory=list)  # of the features, then
 
     @property
     def cte(self) -> str:
@@ -125,14 +132,25 @@ def historical_features(entity_df: Any, views: list[tuple[FeatureView, list[str]
         plans = [_plan_view(con, i, view, features, entities, entity, storage_options)
                  for i, (view, features) in enumerate(requests)]
         _name_outputs(plans, entity)
+        if output_path is None:  # a Parquet output streams: no second pass over the source
+            for plan in plans:
+                if not (exclude_created_after and plan.created_sql is not None):
+                    _late_values(con, plan)
         lo, hi = con.sql(f"SELECT min({TS}), max({TS}) FROM entity").fetchall()[0]
         query = _query(entity, timestamp_column, plans, lo, hi, exclude_created_after)
         try:
-            return _emit(con, query, timestamp_column, output, output_path,
-                         storage_options)
+            result = _emit(con, query, timestamp_column, output_path, storage_options)
         except duckdb.ConversionException as exc:
             raise errors.InvalidInput(f"cannot join the entity rows with the feature rows: "
                                       f"{exc}", field="entity_df") from exc
+    if isinstance(result, str):
+        return result
+    # after closing DuckDB: its buffers are released before the values are read
+    for plan in plans:
+        if plan.locator is not None:
+            result = plan.locator.fill(result, _col(plan, "loc"), plan.outputs,
+                                       plan.features, plan.types)
+    return result if output == "arrow" else result.to_pandas()
 
 
 # -- planning ------------------------------------------------------------------------------------
@@ -190,6 +208,20 @@ def _plan_view(con: duckdb.DuckDBPyConnection, index: int, view: FeatureView,
     return plan
 
 
+def _late_values(con: duckdb.DuckDBPyConnection, plan: _ViewPlan) -> None:
+    """Let the join carry a row locator instead of the values, where the source allows."""
+    source = plan.view.source
+    if not isinstance(source, FileSource) or is_remote(source.path):
+        return
+    needed = [*plan.keys, plan.ts_column, *plan.features]
+    if source.created_timestamp_field:
+        needed.append(source.created_timestamp_field)
+    locator = parquet_locator(local_parquet_files(source.path, "source"), needed)
+    if locator is not None:
+        plan.types = locator.register(con, f"source{plan.index}", plan.features)
+        plan.locator = locator
+
+
 def _ttl_us(view: FeatureView) -> int | None:
     if view.ttl is None:
         return None
@@ -235,7 +267,11 @@ def _query(entity: Columns, timestamp_column: str, plans: list[_ViewPlan],
         carried.append(f"{plan.cte}.ts AS {_col(plan, 'ts')}")
         if plan in late:
             carried.append(f"{plan.cte}.created AS {_col(plan, 'created')}")
-        carried += [f"{plan.cte}.v{j} AS {_col(plan, j)}" for j in range(len(plan.features))]
+        if plan.locator is not None:
+            carried.append(f"{plan.cte}.loc AS {_col(plan, 'loc')}")
+        else:
+            carried += [f"{plan.cte}.v{j} AS {_col(plan, j)}"
+                        for j in range(len(plan.features))]
     joins = " ".join(_asof_join(plan) for plan in plans)
     # Referenced again by the late views' second pass: computed once, not per reference.
     materialized = "MATERIALIZED " if late else ""
@@ -245,6 +281,9 @@ def _query(entity: Columns, timestamp_column: str, plans: list[_ViewPlan],
     select = [f"a.{TS} AS {quote(c)}" if c == timestamp_column  # made UTC-aware in _emit
               else f"a.{quote(c)}" for c in entity.names]
     for plan in plans:
+        if plan.locator is not None:  # the values take its place after the query
+            select.append(f"{_within_ttl(plan, _col(plan, 'loc'))} AS {_col(plan, 'loc')}")
+            continue
         for j, out in enumerate(plan.outputs):
             value = _within_ttl(plan, _col(plan, j))
             if plan in late:
@@ -271,7 +310,10 @@ def _feature_rows(plan: _ViewPlan, lo: datetime | None, hi: datetime | None) -> 
     cols.append(f"{plan.ts_sql} AS ts")
     if plan.created_sql is not None:
         cols.append(f"COALESCE({plan.created_sql}, '-infinity'::TIMESTAMP) AS created")
-    cols += [f"{quote(name)} AS v{j}" for j, name in enumerate(plan.features)]
+    if plan.locator is not None:
+        cols.append(f"{LOC} AS loc")
+    else:
+        cols += [f"{quote(name)} AS v{j}" for j, name in enumerate(plan.features)]
     raw, kind = quote(plan.ts_column), plan.ts_type
     if lo is None or hi is None:
         where = "FALSE"
@@ -283,7 +325,8 @@ def _feature_rows(plan: _ViewPlan, lo: datetime | None, hi: datetime | None) -> 
             with contextlib.suppress(OverflowError):
                 lower = lo - timedelta(microseconds=plan.ttl_us)
                 where += f" AND {raw} >= CAST(TIMESTAMP {literal(lower.isoformat())} AS {kind})"
-    return f"SELECT {', '.join(cols)} FROM source{plan.index} WHERE {where}"
+    table = f"source{plan.index}{'' if plan.locator is None else '_loc'}"
+    return f"SELECT {', '.join(cols)} FROM {table} WHERE {where}"
 
 
 def _key_match(plan: _ViewPlan, left: str, right: str) -> str:
@@ -346,10 +389,10 @@ def _connect(memory_limit: str, temp_directory: str | None,
         yield con
 
 
-def _emit(con: duckdb.DuckDBPyConnection, query: str, timestamp_column: str, output: str,
+def _emit(con: duckdb.DuckDBPyConnection, query: str, timestamp_column: str,
           output_path: str | None,
-          storage_options: dict[str, Any] | None) -> pd.DataFrame | pa.Table | str:
-    """Run the query into Arrow, pandas or a Parquet file; the entity timestamp becomes UTC."""
+          storage_options: dict[str, Any] | None) -> pa.Table | str:
+    """Run the query into Arrow or a Parquet file; the entity timestamp becomes UTC."""
     rel = con.sql(query)
     if output_path is None:
         to_table = getattr(rel, "to_arrow_table", None) or rel.arrow  # duckdb < 1.4: arrow()
@@ -357,7 +400,7 @@ def _emit(con: duckdb.DuckDBPyConnection, query: str, timestamp_column: str, out
         column = table.schema.get_field_index(timestamp_column)
         table = table.set_column(column, timestamp_column,
                                  table.column(column).cast(_utc(table.schema.field(column))))
-        return table if output == "arrow" else table.to_pandas()
+        return table
     import pyarrow.parquet as pq
 
     to_reader = getattr(rel, "to_arrow_reader", None) or rel.fetch_arrow_reader  # < 1.4
