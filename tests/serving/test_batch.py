@@ -216,11 +216,11 @@ def test_input_types_that_differ_from_the_signature_are_converted(
 def test_a_failed_write_stops_the_job_and_a_rerun_resumes(
         served: ServedModel, scoring_input: tuple[Path, pd.DataFrame], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from shipyard.serving import _batch
+    from shipyard.serving import _batch_io
 
     source, _ = scoring_input
     out = tmp_path / "scored.parquet"
-    real = _batch._write_part
+    real = _batch_io.write_part
     written: list[Path] = []
 
     def disk_full_on_third(table: pa.Table, part: Path) -> None:
@@ -229,12 +229,12 @@ def test_a_failed_write_stops_the_job_and_a_rerun_resumes(
         real(table, part)
         written.append(part)
 
-    monkeypatch.setattr(_batch, "_write_part", disk_full_on_third)
+    monkeypatch.setattr(_batch_io, "write_part", disk_full_on_third)
     with pytest.raises(OSError, match="No space left"):
         predict_parquet(served, source, out, chunk_rows=200, progress=False)
     assert not out.exists()
     assert _shipyard_threads() == []
-    monkeypatch.setattr(_batch, "_write_part", real)
+    monkeypatch.setattr(_batch_io, "write_part", real)
     result = predict_parquet(served, source, out, chunk_rows=200, progress=False)
     assert (result.chunks, result.skipped_chunks) == (6, 2)
     fresh = tmp_path / "fresh.parquet"
@@ -245,9 +245,9 @@ def test_a_failed_write_stops_the_job_and_a_rerun_resumes(
 def test_a_read_error_surfaces_in_the_callers_thread(
         served: ServedModel, scoring_input: tuple[Path, pd.DataFrame], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from shipyard.serving import _batch
+    from shipyard.serving import _batch_io
 
-    real = _batch._chunks
+    real = _batch_io.chunks
 
     def broken_after_one(reader: object, chunk_rows: int):  # noqa: ANN202
         for i, chunk in enumerate(real(reader, chunk_rows)):
@@ -255,7 +255,7 @@ def test_a_read_error_surfaces_in_the_callers_thread(
                 raise OSError("the input file was truncated")
             yield chunk
 
-    monkeypatch.setattr(_batch, "_chunks", broken_after_one)
+    monkeypatch.setattr(_batch_io, "chunks", broken_after_one)
     out = tmp_path / "scored.parquet"
     with pytest.raises(OSError, match="truncated"):
         predict_parquet(served, scoring_input[0], out, chunk_rows=200, progress=False)

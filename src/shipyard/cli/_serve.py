@@ -74,23 +74,49 @@ def predict(
                                    "one resumable part) at a time."),
     id_column: str | None = typer.Option(None, "--id-column", help="A row key: kept in the "
                                          "output, never given to the model."),
+    features: str | None = typer.Option(None, "--features", metavar="SERVICE|auto",
+                                        help="Join this feature service's features from the "
+                                        "offline store to each row (point-in-time, by the "
+                                        "input's entity keys) before scoring; 'auto': the "
+                                        "service the model version lists."),
+    timestamp_column: str | None = typer.Option(None, "--timestamp-column",
+                                                help="With --features: each row's point in "
+                                                "time. Default: event_timestamp when the "
+                                                "input has it, else the job's start (the "
+                                                "latest values within each view's TTL)."),
+    on_missing: str = typer.Option("error", "--on-missing", metavar="error|null|skip",
+                                   help="With --features, rows whose model features the "
+                                   "offline store lacks: error (stop, naming the keys), "
+                                   "null (score them with nulls) or skip (leave them out)."),
     keep_parts: bool = typer.Option(False, "--keep-parts", help="Keep <output>.parts/ (the "
                                     "per-chunk results that make a rerun resumable) after "
                                     "the output is written."),
     progress: bool = typer.Option(True, "--progress/--no-progress",
                                   help="Show a progress bar on stderr."),
 ) -> None:
-    """Score a Parquet file chunk by chunk: input columns + prediction (+ probabilities).
+    """Score a Parquet file chunk by chunk: input columns (+ joined features) + prediction
+    (+ probabilities).
 
     Parts go to <output>.parts/ first; rerunning the same command after an interruption
     skips the parts already written.
     """
+    import warnings
+
     from shipyard.serving import ServedModel, predict_parquet
 
     served = ServedModel.load(model_ref)
-    result = predict_parquet(served, input_path, output_path, chunk_rows=chunk_rows,
-                             id_column=id_column, keep_parts=keep_parts, progress=progress)
+    with warnings.catch_warnings():
+        # a warning of the job (a feature service the model does not list) as one line
+        warnings.showwarning = lambda message, *_: typer.echo(f"warning: {message}", err=True)
+        warnings.simplefilter("always", UserWarning)
+        result = predict_parquet(served, input_path, output_path, chunk_rows=chunk_rows,
+                                 id_column=id_column, keep_parts=keep_parts,
+                                 progress=progress, features=features,
+                                 timestamp_column=timestamp_column, on_missing=on_missing)
     resumed = f", {result.skipped_chunks} resumed" if result.skipped_chunks else ""
-    typer.echo(f"wrote {result.rows} rows scored by {served.name} v{served.version_label} "
-               f"to {result.output} ({result.chunks} chunks{resumed}, "
-               f"{result.seconds:.1f}s)")
+    joined = f" with features of {result.feature_service}" if result.feature_service else ""
+    left_out = (f"; {result.skipped_rows} rows without features left out"
+                if result.skipped_rows else "")
+    typer.echo(f"wrote {result.rows} rows scored by {served.name} v{served.version_label}"
+               f"{joined} to {result.output} ({result.chunks} chunks{resumed}, "
+               f"{result.seconds:.1f}s){left_out}")

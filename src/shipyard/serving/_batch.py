@@ -1,66 +1,81 @@
 """Batch inference: a Parquet file in, the same rows with predictions out, chunk by chunk.
 
 The input is read in Arrow record batches and cut into chunks of ``chunk_rows``; each
-chunk's output (the input columns unchanged, then ``prediction``, ``probability`` or
-``proba_<class>``, and ``model_version``) is written to ``<output>.parts/part-NNNNN.arrow``
-(an Arrow IPC file: the buffers as they are, the cheapest format to write and to read
-back) under a temporary name and renamed, so a part on disk is complete. A rerun of the
-same job (same input file, model digest, chunk size) skips the parts already there.
+chunk's output (the input columns unchanged, the joined features when asked, then
+``prediction``, ``probability`` or ``proba_<class>``, and ``model_version``) is written to
+``<output>.parts/part-NNNNN.arrow`` (an Arrow IPC file: the buffers as they are, the
+cheapest format to write and to read back) under a temporary name and renamed, so a part
+on disk is complete. A rerun of the same job (same input file, model digest, chunk size,
+feature join) skips the parts already there.
 
-Three threads keep the model busy: one reads and decodes the next chunks, the caller's
-thread builds the model input and predicts, and one writes each scored chunk twice — its
-part (the resume point) and, in chunk order, the output file itself (a temporary name,
-renamed when the last chunk is in; its metadata names the model). Reading and writing run
-in pyarrow's C++ code without the GIL, so on two cores they cost the model almost nothing;
-the queues between the threads are short, so memory stays a few chunks whatever the input.
+Three threads keep the model busy (:mod:`._batch_io`): one reads and decodes the next
+chunks — and joins their features from the offline store when ``features`` is given
+(:mod:`._batch_features`) —, the caller's thread builds the model input and predicts, and
+one writes each scored chunk twice — its part (the resume point) and, in chunk order, the
+output file itself (a temporary name, renamed when the last chunk is in; its metadata names
+the model and the feature service). Reading, joining and writing run in C++ code without
+the GIL, so on two cores they cost the model little; the queues between the threads are
+short, so memory stays a few chunks whatever the input.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import queue
 import shutil
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipyard import errors
 
+from ._batch_features import FeatureJoin, plan_feature_join
+from ._batch_io import OutputWriter, Prepare, ReadAhead, progress_bar
 from ._model import ServedModel
 
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
+    from shipyard.features import FeatureStore
+
 __all__ = ["predict_parquet", "BatchPredictResult"]
 
 _JOB = "_job.json"
-#: chunks read ahead of the model, and scored chunks waiting for the writer
-_DEPTH = 2
-_DONE = object()
+#: job entries a rerun takes over from the recorded job instead of comparing them
+_CARRIED = ("features_as_of",)
 
 
 @dataclass(frozen=True)
 class BatchPredictResult:
     output: Path
+    #: rows written to the output (the input's, less those ``on_missing="skip"`` left out)
     rows: int
     chunks: int
     skipped_chunks: int
     seconds: float
+    skipped_rows: int = 0
+    feature_service: str | None = None
 
 
 def predict_parquet(model: ServedModel, input_path: str | Path, output_path: str | Path, *,
                     chunk_rows: int = 100_000, id_column: str | None = None,
-                    keep_parts: bool = False, progress: bool = True) -> BatchPredictResult:
+                    keep_parts: bool = False, progress: bool = True,
+                    features: str | None = None, timestamp_column: str | None = None,
+                    on_missing: str = "error",
+                    feature_store: FeatureStore | None = None) -> BatchPredictResult:
     """Score ``input_path`` with ``model`` into ``output_path`` (see the module docstring).
 
     ``id_column`` must exist and is never given to the model (a row key kept in the
     output). ``keep_parts`` keeps ``<output>.parts`` after the output is written.
+    ``features`` (a feature service, or ``"auto"``: the one the model version lists) joins
+    that service's features from the offline store to each row, point-in-time at the
+    row's ``timestamp_column`` (default ``event_timestamp`` when the input has it, else
+    the job's start); ``on_missing`` is ``error``, ``null`` or ``skip`` (see
+    :mod:`._batch_features`); ``feature_store`` defaults to the model's or the default
+    client's.
     """
     import pyarrow.parquet as pq
 
@@ -71,40 +86,73 @@ def predict_parquet(model: ServedModel, input_path: str | Path, output_path: str
         raise errors.NotFound(f"input file {source} does not exist")
     started = time.perf_counter()
     reader = pq.ParquetFile(source)
-    features = _model_columns(model, reader.schema_arrow, id_column)
-    model_input = _input_builder(model, reader.schema_arrow, features)
+    schema, join = reader.schema_arrow, None
+    if features is None and timestamp_column is not None:
+        raise errors.InvalidInput("a timestamp column is used only to join features: pass "
+                                  "--features too", field="timestamp_column")
+    if features is not None:
+        join = plan_feature_join(model, features, schema, timestamp_column=timestamp_column,
+                                 on_missing=on_missing, store=feature_store)
+        schema = _joined_schema(schema, join)
+    columns = _model_columns(model, schema, id_column, join)
+    model_input = _input_builder(model, schema, columns)
     parts = Path(f"{output}.parts")
-    _prepare_parts(parts, _job(model, source, reader, chunk_rows, id_column))
-    total = reader.metadata.num_rows
-    n_chunks = -(-total // chunk_rows)
+    job = _job(model, source, reader, chunk_rows, id_column, join)
+    recorded = _prepare_parts(parts, job)
     metadata = {b"shipyard.model_name": model.name.encode(),
                 b"shipyard.model_version": model.version_label.encode(),
                 b"shipyard.model_digest": model.digest.encode(),
                 b"shipyard.model_uri": model.uri.encode()}
+    if join is not None:
+        if recorded.get("features_as_of"):  # a resumed job joins as of its first run
+            from datetime import datetime
+
+            join.as_of = datetime.fromisoformat(recorded["features_as_of"])
+        metadata.update(join.metadata())
+    done = {int(p.stem.removeprefix("part-")) for p in parts.glob("part-*.arrow")}
+    total = reader.metadata.num_rows
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp")
-    skipped = 0
-    with _progress_bar(progress, total, f"{model.name} v{model.version_label}") as advance, \
-            _ReadAhead(reader, chunk_rows) as chunks, \
-            _OutputWriter(tmp, reader.schema_arrow.with_metadata(metadata)) as writer:
-        for index, chunk in enumerate(chunks):
+    with progress_bar(progress, total, f"{model.name} v{model.version_label}") as advance, \
+            ReadAhead(reader, chunk_rows, _joiner(join, done)) as chunks, \
+            OutputWriter(tmp, schema.with_metadata(metadata)) as writer:
+        for index, (rows, chunk) in enumerate(chunks):
             part = parts / f"part-{index:05d}.arrow"
-            if part.is_file():
-                skipped += 1
+            if index in done:
                 writer.copy(part)
             else:
                 writer.write(_score(model, model_input(chunk), chunk, metadata), part)
-            advance(chunk.num_rows)
+            advance(rows)
         writer.complete()
     os.replace(tmp, output)
     if not keep_parts:
         shutil.rmtree(parts, ignore_errors=True)
-    return BatchPredictResult(output=output, rows=total, chunks=n_chunks,
-                              skipped_chunks=skipped, seconds=time.perf_counter() - started)
+    return BatchPredictResult(output=output, rows=writer.rows, chunks=-(-total // chunk_rows),
+                              skipped_chunks=len(done), seconds=time.perf_counter() - started,
+                              skipped_rows=total - writer.rows,
+                              feature_service=join.service if join is not None else None)
 
 
-def _model_columns(model: ServedModel, schema: pa.Schema,
-                   id_column: str | None) -> list[str]:
+def _joiner(join: FeatureJoin | None, done: set[int]) -> Prepare | None:
+    """The read-ahead thread's work per chunk: the feature join, except for the chunks a
+    rerun copies from their part. None without a join: the chunks go as they are read."""
+    if join is None:
+        return None
+
+    def prepare(index: int, chunk: pa.Table) -> pa.Table:
+        return chunk if index in done else join.join(chunk)
+
+    return prepare
+
+
+def _joined_schema(schema: pa.Schema, join: FeatureJoin) -> pa.Schema:
+    for f in join.fields:
+        schema = schema.append(f)
+    return schema
+
+
+def _model_columns(model: ServedModel, schema: pa.Schema, id_column: str | None,
+                   join: FeatureJoin | None = None) -> list[str]:
     names = list(schema.names)
     if id_column is not None and id_column not in names:
         raise errors.InvalidInput(f"--id-column {id_column!r} is not a column of the input "
@@ -115,8 +163,9 @@ def _model_columns(model: ServedModel, schema: pa.Schema,
         raise errors.InvalidInput(f"the input already has column(s) {', '.join(taken)}, "
                                   "which the output adds; rename them", field="input")
     columns = model.columns
-    if columns is None:
-        return [n for n in names if n != id_column]
+    if columns is None:  # no columnar signature: everything but the keys
+        keys = {id_column, *(join.input_only if join is not None else [])}
+        return [n for n in names if n not in keys]
     missing = [c for c in columns if c not in names]
     if missing:
         raise errors.InvalidInput(f"the input lacks the model's column(s) "
@@ -173,47 +222,37 @@ def _has_nan(table: pa.Table, names: list[str]) -> bool:
 
 
 def _job(model: ServedModel, source: Path, reader: Any, chunk_rows: int,
-         id_column: str | None) -> dict[str, Any]:
+         id_column: str | None, join: FeatureJoin | None) -> dict[str, Any]:
     stat = source.stat()
-    return {"input": str(source.resolve()), "input_size": stat.st_size,
+    features = {} if join is None else {
+        "features": join.job(),
+        "features_as_of": None if join.timestamp_column else join.as_of.isoformat()}
+    return {**features, "input": str(source.resolve()), "input_size": stat.st_size,
             "input_mtime_ns": stat.st_mtime_ns, "input_rows": reader.metadata.num_rows,
             "model_digest": model.digest, "model_uri": model.uri, "chunk_rows": chunk_rows,
             "id_column": id_column, "parts": "arrow-ipc"}
 
 
-def _prepare_parts(parts: Path, job: dict[str, Any]) -> None:
-    """Keep the parts of the same job; start over when anything differs."""
+def _prepare_parts(parts: Path, job: dict[str, Any]) -> dict[str, Any]:
+    """Keep the parts of the same job; start over when anything differs. Returns the job
+    as recorded (a rerun keeps the recorded :data:`_CARRIED` entries)."""
     marker = parts / _JOB
     if marker.is_file():
         try:
-            same = json.loads(marker.read_text()) == job
+            recorded = json.loads(marker.read_text())
         except ValueError:
-            same = False
-        if same:
-            return
+            recorded = None
+        if isinstance(recorded, dict) and _compared(recorded) == _compared(job):
+            return recorded
     if parts.exists():
         shutil.rmtree(parts)
     parts.mkdir(parents=True)
     marker.write_text(json.dumps(job, indent=2))
+    return job
 
 
-def _chunks(reader: Any, chunk_rows: int) -> Iterator[pa.Table]:
-    """Tables of exactly ``chunk_rows`` rows (the last one shorter), without copying."""
-    import pyarrow as pa
-
-    pending: list[pa.RecordBatch] = []
-    size = 0
-    for batch in reader.iter_batches(batch_size=chunk_rows):
-        while batch.num_rows:
-            take = min(chunk_rows - size, batch.num_rows)
-            pending.append(batch.slice(0, take))
-            size += take
-            batch = batch.slice(take)
-            if size == chunk_rows:
-                yield pa.Table.from_batches(pending)
-                pending, size = [], 0
-    if pending:
-        yield pa.Table.from_batches(pending)
+def _compared(job: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in job.items() if k not in _CARRIED}
 
 
 def _score(model: ServedModel, model_input: Any, chunk: pa.Table,
@@ -246,200 +285,3 @@ def _proba_columns(model: ServedModel, proba: np.ndarray) -> list[tuple[str, np.
     if proba.shape[1] == 2:
         return [("probability", proba[:, 1])]
     return [(f"proba_{c}", proba[:, j]) for j, c in enumerate(classes)]
-
-
-# -- the reading and writing threads ---------------------------------------------------------
-
-
-class _Failed:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-class _ReadAhead:
-    """The input's chunks, decoded by a thread at most :data:`_DEPTH` chunks ahead."""
-
-    def __init__(self, reader: Any, chunk_rows: int) -> None:
-        self._queue: queue.Queue[Any] = queue.Queue(_DEPTH)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(reader, chunk_rows),
-                                        name="shipyard-read", daemon=True)
-
-    def _run(self, reader: Any, chunk_rows: int) -> None:
-        try:
-            for chunk in _chunks(reader, chunk_rows):
-                if not self._put(chunk):
-                    return
-            self._put(_DONE)
-        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
-            self._put(_Failed(exc))
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            with contextlib.suppress(queue.Full):
-                self._queue.put(item, timeout=0.1)
-                return True
-        return False
-
-    def __iter__(self) -> Iterator[pa.Table]:
-        while (item := self._queue.get()) is not _DONE:
-            if isinstance(item, _Failed):
-                raise item.error
-            yield item
-
-    def __enter__(self) -> _ReadAhead:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()  # a reader blocked on a full queue gives up within 0.1 s
-        self._thread.join()
-
-
-class _OutputWriter:
-    """Writes each scored chunk's part, then appends the chunk to the output, in a thread.
-
-    Leaving the block without :meth:`complete` (an error, an interrupt) still writes the
-    parts already handed over — they are what a rerun resumes from — and removes the
-    unfinished output.
-    """
-
-    def __init__(self, tmp: Path, empty: pa.Schema) -> None:
-        self._tmp = tmp
-        self._empty = empty  # the output of an input without rows
-        self._queue: queue.Queue[Any] = queue.Queue(_DEPTH)
-        self._writer: Any = None
-        self._error: BaseException | None = None
-        self._abandoned = False
-        self._completed = False
-        self._thread = threading.Thread(target=self._run, name="shipyard-write", daemon=True)
-
-    def write(self, table: pa.Table, part: Path) -> None:
-        self._hand_over((table, part))
-
-    def copy(self, part: Path) -> None:
-        """Append a part written by an earlier run of the same job."""
-        self._hand_over((None, part))
-
-    def complete(self) -> None:
-        """Wait for the last chunk and close the output (the caller renames it)."""
-        self._finish()
-        if self._error is not None:
-            raise self._error
-        if self._writer is None:
-            import pyarrow.parquet as pq
-
-            pq.write_table(self._empty.empty_table(), self._tmp)
-        else:
-            self._writer.close()
-        self._completed = True
-
-    def _hand_over(self, item: tuple[pa.Table | None, Path]) -> None:
-        while True:
-            if self._error is not None:
-                raise self._error
-            with contextlib.suppress(queue.Full):
-                self._queue.put(item, timeout=0.1)
-                return
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not _DONE:
-            if self._error is not None:
-                continue  # drain: the caller raises the error at its next hand-over
-            table, part = item
-            try:
-                if table is None:
-                    if not self._abandoned:
-                        self._append(_read_part(part))
-                    continue
-                _write_part(table, part)
-                if not self._abandoned:
-                    self._append(table)
-            except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
-                self._error = exc
-
-    def _append(self, table: pa.Table) -> None:
-        import pyarrow.parquet as pq
-
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(self._tmp, table.schema,
-                                            use_dictionary=_dictionary_columns(table.schema))
-        elif table.schema != self._writer.schema:
-            table = table.cast(self._writer.schema)
-        self._writer.write_table(table)
-
-    def _finish(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(_DONE)
-            self._thread.join()
-
-    def __enter__(self) -> _OutputWriter:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._completed:
-            return
-        self._abandoned = True  # parts still get written; the output is dropped
-        self._finish()
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                self._writer.close()
-        self._tmp.unlink(missing_ok=True)
-
-
-def _read_part(part: Path) -> pa.Table:
-    import pyarrow as pa
-
-    if not part.is_file():
-        raise errors.Conflict(f"part {part.name} disappeared from {part.parent}")
-    with pa.memory_map(str(part)) as source:
-        return pa.ipc.open_file(source).read_all()
-
-
-def _write_part(table: pa.Table, part: Path) -> None:
-    import pyarrow as pa
-
-    tmp = part.with_suffix(".tmp")
-    # A part is read back only when a run resumes: Arrow IPC writes the buffers as they
-    # are, a third of the CPU of even an uncompressed Parquet file.
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    os.replace(tmp, part)  # a part on disk is always complete
-
-
-def _dictionary_columns(schema: pa.Schema) -> list[str]:
-    """Columns worth dictionary encoding: text and categories, not measurements.
-
-    pyarrow's default tries a dictionary for every column; on float columns it always
-    falls back, after spending more time than the rest of the write.
-    """
-    import pyarrow as pa
-
-    return [f.name for f in schema if pa.types.is_string(f.type)
-            or pa.types.is_large_string(f.type) or pa.types.is_dictionary(f.type)
-            or pa.types.is_boolean(f.type) or pa.types.is_binary(f.type)]
-
-
-@contextlib.contextmanager
-def _progress_bar(enabled: bool, total: int, label: str) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr (plain, no animation, when stderr is no terminal);
-    yields ``advance(rows)``."""
-    if not enabled:
-        yield lambda rows: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(TextColumn("scoring {task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("rows"), TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True)) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda rows: bar.advance(task, rows)
