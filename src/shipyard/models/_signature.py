@@ -55,7 +55,26 @@ class Signature(BaseModel):
         """Return ``data`` shaped for the model, or raise InvalidInput listing every problem."""
         if isinstance(self.inputs, TensorSpec):
             return _enforce_tensor(self.inputs, data)
+        fast = self.enforce_fast(data)
+        if fast is not None:
+            return fast
         return _enforce_columns(self.inputs, to_frame(data), self.extra_columns)
+
+    def enforce_fast(self, data: Any) -> Any | None:
+        """What :meth:`enforce` returns, for the common case only: numeric columns given as
+        a dict of lists/arrays or a DataFrame whose values already fit (``_enforce_fast``).
+        None when the input needs the full check (which names every problem)."""
+        if isinstance(self.inputs, TensorSpec):
+            return None
+        from ._enforce_fast import FastPlan, enforce_numeric
+
+        # cached beside the fields (not one of them: equality and dumps ignore it); keyed
+        # by the inputs list, which a model_copy(update=...) may replace
+        cached = self.__dict__.get("fast_plan_")
+        if cached is None or cached[0] is not self.inputs:
+            cached = (self.inputs, FastPlan(self.inputs))
+            self.__dict__["fast_plan_"] = cached
+        return enforce_numeric(cached[1], data, self.extra_columns)
 
 
 def _column_type(series: Any) -> ColumnType:

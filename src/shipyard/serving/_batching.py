@@ -2,10 +2,17 @@
 
 Requests wait in a bounded queue; one worker task takes everything queued (up to
 ``max_batch_size`` rows), runs the handler on it in a dedicated thread and hands each
-request its own result. While a batch is being predicted the next one forms by itself, so
-batches grow with load. On top of that the worker waits up to ``max_wait_ms`` for more
-requests, but only while requests are arriving concurrently: a lone sequential client never
-pays the wait (see :meth:`MicroBatcher._should_wait`).
+request its own result. The thread hands the results back through a socket pair the event
+loop watches (:class:`_Handback`): no executor future, no wrapped future and no extra trip
+through the worker task before a caller sees its result. The thread wakes the loop with a
+``send`` that releases the GIL first, so the woken loop does not have to wait for the
+thread to let go of it (``call_soon_threadsafe`` wakes it while still holding the GIL: on
+busy cores, a stall of a scheduler slice per request).
+
+While a batch is being predicted the next one forms by itself, so batches grow with load.
+On top of that the worker waits up to ``max_wait_ms`` for more requests, but only while
+requests are arriving concurrently: a lone sequential client never pays the wait (see
+:meth:`MicroBatcher._should_wait`).
 
 :meth:`MicroBatcher.close` drains: everything already queued or in hand is predicted and
 answered before the worker stops, which is what a zero-downtime model swap relies on.
@@ -17,9 +24,11 @@ import asyncio
 import collections
 import contextlib
 import logging
+import queue
+import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -86,7 +95,11 @@ class MicroBatcher(Generic[T, R]):
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="shipyard-predict")
+        #: batches for the predict thread: (items, batch, done), None to stop it
+        self._jobs: queue.SimpleQueue[tuple[list[Any], list[_Pending],
+                                            asyncio.Future[None]] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._handback = _Handback()
         self._concurrent = False  # did recent requests arrive while others were pending?
         self._busy = False
         self._closed = False
@@ -123,6 +136,7 @@ class MicroBatcher(Generic[T, R]):
             # First call, or a new event loop (a test client that runs each request in its
             # own): requests of a dead loop can never be answered, drop them.
             self._queue.clear()
+            self._handback.watch_from(loop)
             self._loop = loop
             self._wakeup = asyncio.Event()
         self._worker = loop.create_task(self._run(), name="shipyard-batcher")
@@ -190,23 +204,16 @@ class MicroBatcher(Generic[T, R]):
         assert self._loop is not None
         started = time.perf_counter()
         self._busy = True
+        done: asyncio.Future[None] = self._loop.create_future()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._predict_thread,
+                                            name="shipyard-predict", daemon=True)
+            self._thread.start()
         try:
-            results: Sequence[Any] = await self._loop.run_in_executor(
-                self._executor, self.handler, [p.item for p in batch])
-            if len(results) != len(batch):
-                raise RuntimeError(f"batch handler returned {len(results)} results for "
-                                   f"{len(batch)} items")
-        except Exception as exc:  # noqa: BLE001 - every waiting caller gets the failure
-            results = [exc] * len(batch)
+            self._jobs.put(([p.item for p in batch], batch, done))
+            await done  # the thread has answered the batch's callers by then
         finally:
             self._busy = False
-        for pending, result in zip(batch, results, strict=True):
-            if pending.future.done():
-                continue
-            if isinstance(result, BaseException):
-                pending.future.set_exception(result)
-            else:
-                pending.future.set_result(result)
         if self.on_batch is not None:
             stats = BatchStats(items=len(batch), rows=sum(p.rows for p in batch),
                                seconds=time.perf_counter() - started, waited=waited,
@@ -215,6 +222,23 @@ class MicroBatcher(Generic[T, R]):
                 self.on_batch(stats)
             except Exception:  # noqa: BLE001 - a metrics hook must not stop the batcher
                 log.exception("the on_batch hook failed")
+
+    def _predict_thread(self) -> None:
+        """The model's thread: run the handler on each batch, then answer on the loop."""
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                self._handback.close_sender()
+                return
+            items, batch, done = job
+            try:
+                results: Sequence[Any] = self.handler(items)
+                if len(results) != len(batch):
+                    raise RuntimeError(f"batch handler returned {len(results)} results for "
+                                       f"{len(batch)} items")
+            except BaseException as exc:  # noqa: BLE001 - every waiting caller gets it
+                results = [exc] * len(batch)
+            self._handback.send(batch, results, done)
 
     async def close(self, *, drain_timeout: float = 10.0) -> None:
         """Answer everything queued or being predicted (up to ``drain_timeout`` seconds),
@@ -242,4 +266,74 @@ class MicroBatcher(Generic[T, R]):
                                                            "this request was answered"))
         self._queue.clear()
         self._in_hand = []
-        self._executor.shutdown(wait=False)
+        self._handback.close_receiver()
+        if self._thread is None:
+            self._handback.close_sender()
+        self._jobs.put(None)  # the thread finishes the batch in hand (if any), then stops
+
+
+class _Handback:
+    """Answered batches from the predict thread to the event loop: a queue, and a socket
+    pair whose reading end the loop watches (the one byte sent wakes it)."""
+
+    def __init__(self) -> None:
+        self._ready: collections.deque[tuple[list[_Pending], Sequence[Any],
+                                             asyncio.Future[None]]] = collections.deque()
+        self._receiver: socket.socket | None = None  # made on first use: a batcher that
+        self._sender: socket.socket | None = None    # never predicts holds no sockets
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def watch_from(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Answer on ``loop`` from now on (a test client may run each request in a new
+        loop; the old one is gone)."""
+        if self._receiver is None:
+            self._receiver, self._sender = socket.socketpair()
+            self._receiver.setblocking(False)
+            self._sender.setblocking(False)
+        elif self._loop is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(self._receiver.fileno())
+        self._ready.clear()
+        self._loop = loop
+        loop.add_reader(self._receiver.fileno(), self._drain)
+
+    def send(self, batch: list[_Pending], results: Sequence[Any],
+             done: asyncio.Future[None]) -> None:
+        """Predict thread: queue the answer and wake the loop."""
+        self._ready.append((batch, results, done))
+        # a full buffer already means a wake-up is pending; closed: nobody waits any more
+        with contextlib.suppress(OSError, AttributeError):
+            self._sender.send(b"\0")  # type: ignore[union-attr]
+
+    def _drain(self) -> None:
+        """Event loop: answer every batch the thread has finished."""
+        with contextlib.suppress(OSError, AttributeError):
+            self._receiver.recv(4096)  # type: ignore[union-attr]
+        while self._ready:
+            _answer(*self._ready.popleft())
+
+    def close_receiver(self) -> None:
+        if self._receiver is None:
+            return
+        if self._loop is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(self._receiver.fileno())
+        self._receiver.close()
+
+    def close_sender(self) -> None:
+        """Closed by the predict thread when it stops (it is the only one sending)."""
+        if self._sender is not None:
+            self._sender.close()
+
+
+def _answer(batch: list[_Pending], results: Sequence[Any], done: asyncio.Future[None]) -> None:
+    """On the event loop: hand each caller its result, then let the worker go on."""
+    for pending, result in zip(batch, results, strict=True):
+        if pending.future.done():  # went away, or failed by close()
+            continue
+        if isinstance(result, BaseException):
+            pending.future.set_exception(result)
+        else:
+            pending.future.set_result(result)
+    if not done.done():
+        done.set_result(None)

@@ -51,6 +51,11 @@ def resolve_model_ref(ref: str) -> str:
 
 def new_prediction_ids(n: int) -> list[str]:
     """``n`` random UUID4s as 32 hex digits, generated in one go (one uuid4 call is ~1 µs)."""
+    if n == 1:  # every request needs one: plain bytes beat numpy's setup here
+        one = bytearray(os.urandom(16))
+        one[6] = (one[6] & 0x0F) | 0x40  # version 4
+        one[8] = (one[8] & 0x3F) | 0x80  # RFC 4122 variant
+        return [one.hex()]
     import numpy as np
 
     raw = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
@@ -116,6 +121,10 @@ class ServedModel:
         self._options = loaded.manifest.flavor_options
         self._explainer: ModelExplainer | errors.ShipyardError | None = None
         self._explainer_lock = threading.Lock()
+        sig = loaded.signature
+        #: the input column names of a columnar signature, read on every request
+        self._columns = [c.name for c in sig.inputs] if sig is not None and isinstance(
+            sig.inputs, list) else None
 
     @classmethod
     def load(cls, ref: str, client: Client | None = None) -> ServedModel:
@@ -149,10 +158,7 @@ class ServedModel:
     @property
     def columns(self) -> list[str] | None:
         """The input column names of a columnar signature (None otherwise)."""
-        sig = self.signature
-        if sig is not None and isinstance(sig.inputs, list):
-            return [c.name for c in sig.inputs]
-        return None
+        return None if self._columns is None else list(self._columns)
 
     @property
     def has_proba(self) -> bool:
@@ -178,7 +184,7 @@ class ServedModel:
         if self.features is not None and self.features.wants(data):
             self.features.check(data)  # the lookup builds the model's columns later
             return True
-        columns = self.columns
+        columns = self._columns
         if columns is None or not isinstance(data, dict):
             return True
         sig = self.signature
@@ -200,9 +206,13 @@ class ServedModel:
     def enforce(self, data: Any) -> Any:
         """The model input for ``data`` (InvalidInput naming every problem)."""
         sig = self.signature
-        if sig is not None:
-            return sig.enforce(_frame(data) if isinstance(data, dict) else data)
-        return _frame(data) if isinstance(data, dict) else data
+        if sig is None:
+            return _frame(data) if isinstance(data, dict) else data
+        if isinstance(data, dict):
+            # numbers that fit: one block, one frame (~0.05 ms a row instead of ~2.5 ms)
+            fast = sig.enforce_fast(data)
+            return fast if fast is not None else sig.enforce(_frame(data))
+        return sig.enforce(data)
 
     # -- explanations ----------------------------------------------------------------------
 
@@ -276,6 +286,8 @@ class ServedModel:
 
         ``listener`` sees every predicted group (the prediction log).
         """
+        if len(requests) == 1:  # a lone request (one client at a time): nothing to group
+            return self._predict_group(requests, listener)
         results: list[PredictionResult | BaseException] = [None] * len(requests)  # type: ignore[list-item]
         groups: dict[Any, list[int]] = {}
         for i, req in enumerate(requests):
