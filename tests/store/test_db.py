@@ -194,3 +194,112 @@ def test_value_too_wide_for_its_column_is_invalid_input(postgres_url: str) -> No
             name="x" * 300, lifecycle_stage="active", creation_time=1, last_update_time=1))
     with db.read() as conn:
         assert conn.execute(sa.select(tables.experiments)).all() == []
+
+
+# -- SQLite: one write connection per database and process ---------------------------------
+
+def _names(db: Database) -> list[str]:
+    with db.read() as conn:
+        return sorted(conn.execute(sa.select(tables.experiments.c.name)).scalars())
+
+
+def _add(conn: sa.Connection, name: str) -> None:
+    conn.execute(tables.experiments.insert().values(
+        name=name, lifecycle_stage="active", creation_time=1, last_update_time=1))
+
+
+def test_sqlite_threads_share_one_write_connection(tmp_path: Path) -> None:
+    import threading
+
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    other = Database(db.url)  # a second object on the same file shares the connection
+    seen: set[int] = set()
+    failures: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for i in range(25):
+                with (db if i % 2 else other).write() as conn:
+                    seen.add(id(conn.connection.driver_connection))
+                    _add(conn, f"t{t}-{i}")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert len(seen) == 1
+    assert _names(db) == sorted(f"t{t}-{i}" for t in range(6) for i in range(25))
+
+
+def test_sqlite_nested_write_fails_at_once(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    with pytest.raises(errors.ShipyardError, match="inside another one"), db.write() as conn:
+        _add(conn, "outer")
+        with db.write() as inner:  # with a connection per transaction: a 60 s wait
+            _add(inner, "inner")
+    with db.write() as conn:  # the lock was released and the outer transaction rolled back
+        _add(conn, "after")
+    assert _names(db) == ["after"]
+
+
+def test_sqlite_write_recovers_from_an_invalidated_connection(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    with pytest.raises(RuntimeError), db.write() as conn:
+        _add(conn, "lost")
+        conn.invalidate()
+        raise RuntimeError("connection went away")
+    with db.write() as conn:
+        _add(conn, "kept")
+    assert _names(db) == ["kept"]
+
+
+def test_sqlite_write_after_dispose_all_uses_a_new_connection(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    with db.write() as conn:
+        _add(conn, "before")
+        first = conn.connection.driver_connection
+    Database.dispose_all()
+    with db.write() as conn:
+        _add(conn, "after")
+        assert conn.connection.driver_connection is not first
+    assert _names(db) == ["after", "before"]
+
+
+def test_sqlite_forked_child_writes_through_its_own_connection(tmp_path: Path) -> None:
+    import multiprocessing
+
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    with db.write() as conn:
+        _add(conn, "parent")
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.SimpleQueue()
+
+    def child() -> None:
+        with db.write() as conn:
+            _add(conn, "child")
+        assert db._writer is not None
+        queue.put(db._writer.pid)
+
+    proc = ctx.Process(target=child)
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 0
+    child_pid = queue.get()
+    assert child_pid == proc.pid
+    with db.write() as conn:  # the parent's connection is still fine
+        _add(conn, "parent again")
+    assert _names(db) == ["child", "parent", "parent again"]
+
+
+@pytest.mark.postgres
+def test_postgres_writes_check_out_a_connection_each(postgres_url: str) -> None:
+    db = Database(postgres_url)
+    with db.write() as first, db.write() as second:  # concurrent writers are fine here
+        assert first.connection.driver_connection is not second.connection.driver_connection
+        _add(first, "one")
+        _add(second, "two")
+    assert _names(db) == ["one", "two"]

@@ -168,6 +168,7 @@ class TrackingService:
             v.check_run_id(parent_run_id)
         clean_tags = self._clean_tags(tags)
         run_id = uuid.uuid4().hex
+        name = run_name or _default_run_name(run_id)
         start = start_time if start_time is not None else now_ms()
         exp_id = str(experiment_id)
         with self.db.write() as conn:
@@ -180,7 +181,7 @@ class TrackingService:
                 self.store.run_row(conn, parent_run_id)
             self.store.insert_run(conn, {
                 "run_id": run_id, "experiment_id": int(exp_id),
-                "run_name": run_name or _default_run_name(run_id),
+                "run_name": name,
                 "status": RunStatus.RUNNING.value, "start_time": start,
                 "lifecycle_stage": "active", "parent_run_id": parent_run_id,
                 "user_id": user or self.actor, "owner_host": owner_host or HOST,
@@ -193,7 +194,7 @@ class TrackingService:
             if parent_run_id:
                 add_edge(conn, ("run", parent_run_id), "parent_of", ("run", run_id))
         return Run(run_id=run_id, experiment_id=exp_id,
-                   run_name=run_name or _default_run_name(run_id), status=RunStatus.RUNNING,
+                   run_name=name, status=RunStatus.RUNNING,
                    start_time=start, parent_run_id=parent_run_id, user_id=user or self.actor,
                    tags=clean_tags)
 

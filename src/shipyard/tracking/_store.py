@@ -65,6 +65,7 @@ _RUN_COLUMNS = ["run_id", "experiment_id", "run_name", "status", "start_time",
                 "lifecycle_stage", "parent_run_id", "user_id", "owner_host", "owner_pid",
                 "heartbeat_time"]
 _INSERT_RUN = Prepared(lambda d: R.insert(), _RUN_COLUMNS)
+_RUN_COLUMN_SET = frozenset(_RUN_COLUMNS)
 
 
 class TrackingStore:
@@ -134,7 +135,7 @@ class TrackingStore:
 
     @staticmethod
     def insert_run(conn: Connection, values: dict[str, Any]) -> None:
-        if values.keys() == set(_RUN_COLUMNS):
+        if values.keys() == _RUN_COLUMN_SET:
             execute_prepared(conn, _INSERT_RUN, [tuple(values[c] for c in _RUN_COLUMNS)])
         else:
             conn.execute(R.insert().values(**values))
