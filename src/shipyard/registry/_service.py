@@ -215,8 +215,9 @@ class RegistryService:
                                 if e["dst_type"] == "run" and e["dst_id"] == ref.run_id
                                 and e["src_type"] in ("feature_view", "on_demand_view")]
             if not self.store.model_exists(conn, name, lock=True):
-                self.store.insert_model(conn, name, None, self.actor, now)
-                self._audit(conn, "model.create", name, {"owner": self.actor})
+                if self.store.insert_model_if_absent(conn, name, self.actor, now):
+                    self._audit(conn, "model.create", name, {"owner": self.actor})
+                self.store.model_exists(conn, name, lock=True)  # now the row exists: lock it
             version = self.store.next_version(conn, name)
             self.store.insert_version(conn, {
                 "name": name, "version": version, "status": VersionStatus.READY.value,

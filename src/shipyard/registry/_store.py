@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from shipyard import errors
-from shipyard.store import tables, upsert
+from shipyard.store import insert_ignore, tables, upsert
 
 from ._entities import AliasChange, ModelVersion, RegisteredModel, VersionStatus
 
@@ -41,6 +41,17 @@ class RegistryStore:
                      now: int) -> None:
         conn.execute(RM.insert().values(name=name, description=description, owner=owner,
                                         creation_time=now, last_update_time=now))
+
+    @staticmethod
+    def insert_model_if_absent(conn: Connection, name: str, owner: str | None,
+                               now: int) -> bool:
+        """Create model ``name`` unless it exists (True: created). Two PostgreSQL
+        transactions registering a new name at once both get here; ON CONFLICT makes the
+        second wait for the first and do nothing, instead of failing on the unique key."""
+        stmt = insert_ignore(conn, RM, ["name"])
+        result = conn.execute(stmt, {"name": name, "description": None, "owner": owner,
+                                     "creation_time": now, "last_update_time": now})
+        return bool(result.rowcount)
 
     @staticmethod
     def model_exists(conn: Connection, name: str, *, lock: bool = False) -> bool:
