@@ -83,7 +83,8 @@ class MicroBatcher(Generic[T, R]):
 
     def __init__(self, handler: Handler[T, R], *, max_batch_size: int = 32,
                  max_wait_ms: float = 2.0, max_queue: int = 1000,
-                 on_batch: Callable[[BatchStats], None] | None = None) -> None:
+                 on_batch: Callable[[BatchStats], None] | None = None,
+                 after_answer: Callable[[], None] | None = None) -> None:
         if max_batch_size < 1 or max_queue < 1 or max_wait_ms < 0:
             raise ValueError("max_batch_size and max_queue must be >= 1, max_wait_ms >= 0")
         self.handler = handler
@@ -91,6 +92,9 @@ class MicroBatcher(Generic[T, R]):
         self.max_wait = max_wait_ms / 1000
         self.max_queue = max_queue
         self.on_batch = on_batch
+        #: run in the predict thread right after each batch is answered (work the callers
+        #: need not wait for, such as the prediction log); close() waits for it
+        self.after_answer = after_answer
         self._queue: collections.deque[_Pending] = collections.deque()
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -239,6 +243,11 @@ class MicroBatcher(Generic[T, R]):
             except BaseException as exc:  # noqa: BLE001 - every waiting caller gets it
                 results = [exc] * len(batch)
             self._handback.send(batch, results, done)
+            if self.after_answer is not None:
+                try:
+                    self.after_answer()
+                except Exception:  # noqa: BLE001 - the callers have their answers
+                    log.exception("the after_answer hook failed")
 
     async def close(self, *, drain_timeout: float = 10.0) -> None:
         """Answer everything queued or being predicted (up to ``drain_timeout`` seconds),
@@ -270,6 +279,11 @@ class MicroBatcher(Generic[T, R]):
         if self._thread is None:
             self._handback.close_sender()
         self._jobs.put(None)  # the thread finishes the batch in hand (if any), then stops
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            # ... including its after_answer work (the log entries of the last batches)
+            await asyncio.get_running_loop().run_in_executor(None, thread.join,
+                                                             drain_timeout)
 
 
 class _Handback:

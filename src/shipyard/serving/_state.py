@@ -7,6 +7,7 @@ runs in the micro-batcher's thread, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import functools
 import logging
@@ -108,12 +109,25 @@ class ServingState:
 
     def _open(self, served: ServedModel) -> _Slot:
         metrics = self.metrics.version(served.version_label)
-        listener = functools.partial(self._log_batch, served) if self.predlog else None
-        handler = functools.partial(served.predict_requests, listener=listener)
+        # The prediction log entry is built after the batch is answered (same thread, in
+        # order): the callers do not wait for it; close() waits for the thread.
+        deferred: collections.deque[tuple[Any, ...]] = collections.deque()
+
+        def listener(model_input: Any, group: Sequence[PredictionRequest],
+                     results: Sequence[PredictionResult]) -> None:
+            deferred.append((model_input, group, results, time.perf_counter()))
+
+        def log_deferred() -> None:
+            while deferred:
+                self._log_batch(served, *deferred.popleft())
+
+        handler = functools.partial(served.predict_requests,
+                                    listener=listener if self.predlog else None)
         batcher: MicroBatcher[PredictionRequest, PredictionResult] = MicroBatcher(
             handler, max_batch_size=self.config.max_batch_size,
             max_wait_ms=self.config.max_wait_ms, max_queue=self.config.max_queue,
-            on_batch=metrics.observe_batch)
+            on_batch=metrics.observe_batch,
+            after_answer=log_deferred if self.predlog else None)
         metrics.track_queue(lambda: batcher.queue_depth)
         return _Slot(served, batcher, metrics)
 
@@ -186,13 +200,13 @@ class ServingState:
 
     def _log_batch(self, served: ServedModel, model_input: Any,
                    group: Sequence[PredictionRequest],
-                   results: Sequence[PredictionResult]) -> None:
-        """The batcher's listener (predict thread): hand the batch to the log writer."""
+                   results: Sequence[PredictionResult], now: float) -> None:
+        """Hand one predicted batch to the log writer (predict thread, after answering);
+        ``now`` is when the batch was predicted (the logged latency ends there)."""
         assert self.predlog is not None
         import numpy as np
 
         try:
-            now = time.perf_counter()
             rows = [r.rows for r in group]
             proba = None
             if all(r.probabilities is not None for r in results) and results:
