@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -25,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from starlette.routing import Route
 
-from shipyard.serving import ServingConfig, create_app
+from shipyard.serving import ServingConfig, create_app, run_workers
 
 from ._router import PINNED, Pinned, RouterOptions, RouterState
 
@@ -38,7 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["create_router_app", "serve_deployment", "app_from_env", "ENV_SPEC"]
 
 ENV_SPEC = "SHIPYARD_ROLLOUT_SPEC"
-_ENV_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def create_router_app(deployment: str | RouterState, config: ServingConfig | None = None, *,
@@ -113,20 +110,7 @@ def serve_deployment(deployment: str, config: ServingConfig | None = None, *,
         return
     spec = json.dumps({"deployment": deployment, "config": asdict(config),
                        "options": asdict(options)})
-    metrics_dir = tempfile.mkdtemp(prefix="shipyard-metrics-")
-    saved = {k: os.environ.get(k) for k in (ENV_SPEC, _ENV_METRICS_DIR)}
-    # prometheus_client reads the directory when a worker imports it: multiprocess mode.
-    os.environ.update({ENV_SPEC: spec, _ENV_METRICS_DIR: metrics_dir})
-    try:
-        uvicorn.run("shipyard.rollout._app:app_from_env", factory=True, workers=workers,
-                    **server)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+    run_workers("shipyard.rollout._app:app_from_env", ENV_SPEC, spec, workers, server)
 
 
 def app_from_env() -> Starlette:

@@ -10,7 +10,7 @@ versions, :class:`ServingState` (one served version with its batcher and log; ``
 :func:`warm_up` and :class:`HTTPError`.
 """
 
-from ._app import create_app, serve_model
+from ._app import create_app, run_workers, serve_model
 from ._batch import BatchPredictResult, predict_parquet
 from ._batching import BatcherClosed, BatchStats, MicroBatcher, QueueFull
 from ._features import FEATURE_SERVICE_TAG
@@ -58,6 +58,7 @@ __all__ = [
     "read_predictions",
     "resolve_model_ref",
     "run_stream",
+    "run_workers",
     "serve_model",
     "stream_urls",
     "warm_up",

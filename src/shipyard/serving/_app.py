@@ -39,7 +39,8 @@ from ._watch import AliasWatcher, is_alias_ref
 if TYPE_CHECKING:
     from shipyard.client import Client
 
-__all__ = ["create_app", "serve_model", "app_from_env", "ENV_SPEC", "ENV_METRICS_DIR"]
+__all__ = ["create_app", "serve_model", "run_workers", "app_from_env", "ENV_SPEC",
+           "ENV_METRICS_DIR"]
 
 ENV_SPEC = "SHIPYARD_SERVING_SPEC"
 ENV_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -175,14 +176,26 @@ def serve_model(model: ServedModel | str, config: ServingConfig | None = None, *
         if parse_model_uri(uri).kind != "run":
             uri = Client().registry.resolve(uri).uri
     spec = json.dumps({"uri": uri, "watch": watch, "config": asdict(config)})
+    run_workers("shipyard.serving._app:app_from_env", ENV_SPEC, spec, workers, options)
+
+
+def run_workers(factory: str, env_name: str, spec: str, workers: int,
+                options: dict[str, Any]) -> None:
+    """Run ``workers`` uvicorn worker processes of app factory ``factory`` (``module:name``),
+    each reading its JSON ``spec`` from the environment variable ``env_name``; blocks.
+
+    The workers share a fresh Prometheus multiprocess directory (removed at exit), so each
+    worker's ``/metrics`` reports the sum over all of them.
+    """
+    import uvicorn
+
     metrics_dir = tempfile.mkdtemp(prefix="shipyard-metrics-")
-    saved = {k: os.environ.get(k) for k in (ENV_SPEC, ENV_METRICS_DIR)}
+    saved = {k: os.environ.get(k) for k in (env_name, ENV_METRICS_DIR)}
     # The workers are spawned with this environment: prometheus_client reads the directory
     # when it is imported there, which is what switches on its multiprocess mode.
-    os.environ.update({ENV_SPEC: spec, ENV_METRICS_DIR: metrics_dir})
+    os.environ.update({env_name: spec, ENV_METRICS_DIR: metrics_dir})
     try:
-        uvicorn.run("shipyard.serving._app:app_from_env", factory=True, workers=workers,
-                    **options)
+        uvicorn.run(factory, factory=True, workers=workers, **options)
     finally:
         for key, value in saved.items():
             if value is None:
