@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from shipyard import errors
 
+from ._arrays import ArrayInput
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -121,6 +123,8 @@ class ServedModel:
         self._options = loaded.manifest.flavor_options
         self._explainer: ModelExplainer | errors.ShipyardError | None = None
         self._explainer_lock = threading.Lock()
+        #: whether the model may get a plain array for the enforced frame (``_arrays``)
+        self._arrays = ArrayInput(loaded.flavor, loaded.native)
         sig = loaded.signature
         #: the input column names of a columnar signature, read on every request
         self._columns = [c.name for c in sig.inputs] if sig is not None and isinstance(
@@ -339,6 +343,8 @@ class ServedModel:
     def call_model(self, model_input: Any, rows: int, *,
                    want_proba: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """The flavor's predict (and predict_proba) on an already enforced input."""
+        model_input = self._arrays.convert(model_input, self._predict_native,
+                                           self._proba_native if self.has_proba else None)
         preds = _as_array(self._flavor.predict(self.loaded.native, model_input, self._options))
         if len(preds) != rows:
             raise RuntimeError(f"the model returned {len(preds)} predictions for {rows} rows")
@@ -347,6 +353,12 @@ class ServedModel:
             proba = _as_array(self._flavor.predict_proba(self.loaded.native, model_input,
                                                          self._options))
         return preds, proba
+
+    def _predict_native(self, model_input: Any) -> Any:
+        return self._flavor.predict(self.loaded.native, model_input, self._options)
+
+    def _proba_native(self, model_input: Any) -> Any:
+        return self._flavor.predict_proba(self.loaded.native, model_input, self._options)
 
     def predict(self, data: Any, *, proba: bool = True) -> PredictionResult:
         """Predict ``data`` (a dict of columns, a DataFrame or an array) in this thread."""
