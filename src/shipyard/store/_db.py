@@ -40,6 +40,8 @@ _READONLY = "shipyard_readonly"
 #: How long a write waits for another thread of this process to finish its write
 #: transaction: SQLite's own busy timeout (``PRAGMA busy_timeout`` below), in seconds.
 _WRITE_WAIT_S = 60.0
+#: WAL pages between automatic checkpoints (``PRAGMA wal_autocheckpoint``; SQLite: 1,000)
+WAL_CHECKPOINT_PAGES = 10_000
 
 
 def _redacted(url: str) -> str:
@@ -89,6 +91,13 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=60000")
+        # Checkpoint every ~40 MB of WAL rather than SQLite's ~4 MB: a page that many
+        # commits rewrite (an index's last leaf) is copied to the database once per
+        # checkpoint, and each checkpoint's fsyncs are paid by the commit that triggers it
+        # (creating a run: ~0.5 ms instead of ~0.7 once the database has a few thousand).
+        # The file is cut back to 64 MB after a checkpoint if it grew past that.
+        cur.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+        cur.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")
         cur.close()
 
     @event.listens_for(engine, "begin")
