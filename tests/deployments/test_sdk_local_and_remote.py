@@ -69,6 +69,12 @@ def test_arm_state_and_assignments(sdk_deployments) -> None:  # noqa: ANN001
     svc.record_assignments("bandit", [("pred-1", "challenger", 1)])
     assert svc.assignment_of("pred-1") == ("bandit", "challenger")
     assert svc.assignment_of("pred-2") is None
+    assert svc.prune_assignments("bandit", 3600) == 0  # recent: kept
+    assert svc.prune_assignments("bandit", 0) == 1
+    assert svc.assignment_of("pred-1") is None
+    with pytest.raises(errors.InvalidInput) as bad:
+        svc.prune_assignments("bandit", -5)
+    assert bad.value.field == "older_than_s"
 
 
 def test_errors_are_the_same_classes_and_fields(sdk_deployments) -> None:  # noqa: ANN001

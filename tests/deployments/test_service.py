@@ -259,6 +259,30 @@ def test_arm_stats_sum_and_assignments_are_remembered(deployments: DeploymentSer
     assert deployments.assignment_of("p3") is None
 
 
+def test_old_assignments_are_pruned_per_deployment(deployments: DeploymentService) -> None:
+    for name in ("one", "two"):
+        deployments.create(name, MODEL, ARMS, {"kind": "ab", "weights": {"champion": 1,
+                                                                        "challenger": 1}})
+        deployments.record_assignments(name, [(f"{name}-{i}", "champion", 1)
+                                              for i in range(7)])
+    da = tables.deployment_assignments
+    with deployments.db.write() as conn:  # five of each deployment's seven are two hours old
+        conn.execute(sa.update(da).where(da.c.prediction_id.in_(
+            [f"{n}-{i}" for n in ("one", "two") for i in range(5)])).values(
+            time=da.c.time - 2 * 3600 * 1000))
+    with pytest.raises(errors.InvalidInput):
+        deployments.prune_assignments("one", -1)
+    with pytest.raises(errors.InvalidInput):
+        deployments.prune_assignments("one", 60, batch=0)
+    assert deployments.prune_assignments("one", 3600, batch=2) == 5  # three batches
+    assert deployments.prune_assignments("one", 3600) == 0
+    assert [deployments.assignment_of(f"one-{i}") for i in range(7)] == \
+        [None] * 5 + [("one", "champion")] * 2
+    assert all(deployments.assignment_of(f"two-{i}") == ("two", "champion")
+               for i in range(7))
+    assert deployments.prune_assignments("two", 0) == 7
+
+
 def test_an_arm_added_by_update_gets_state(deployments: DeploymentService) -> None:
     deployments.create("live", MODEL, {"a": "1"}, {"kind": "single", "arm": "a"})
     deployments.update("live", arms={"a": "1", "b": "2"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 from shipyard.client import Client
 from shipyard.serving import read_predictions
 
-from .conftest import row, serving, wait_for
+from .conftest import FAST, row, serving, wait_for
 
 KEY = "X-Shipyard-Routing-Key"
 
@@ -56,6 +57,24 @@ def test_ab_split_records_assignments_and_pulls(client: Client, credit: str) -> 
         assert service.assignment_of(pid) == ("ab", arm_of[version])
     stats = service.arm_stats("ab")
     assert stats["a"].pulls == counts[1] and stats["b"].pulls == counts[2]
+
+
+def test_the_router_prunes_assignments_past_their_retention(client: Client,
+                                                           credit: str) -> None:
+    client.deployments.create("ab", credit, {"a": "1", "b": "2"},
+                              {"kind": "ab", "weights": {"a": 1, "b": 1}}, auto=False)
+    options = dataclasses.replace(FAST, assignment_retention=3600.0)
+    with serving("ab", client, options, start=False) as (http, router):
+        pids = [http.post("/predict", json=row(), headers={KEY: f"k{i}"}).json()[
+            "prediction_ids"][0] for i in range(20)]
+        router.worker.flush()
+        router.worker.prune()  # all of them are recent: kept
+        assert router.worker.pruned == 0
+        assert all(client.deployments.assignment_of(p) is not None for p in pids)
+        router.options = dataclasses.replace(router.options, assignment_retention=0.0)
+        router.worker.prune()
+        assert router.worker.pruned == 20
+        assert all(client.deployments.assignment_of(p) is None for p in pids)
 
 
 def test_the_log_names_the_deployment_and_arm(client: Client, credit: str,

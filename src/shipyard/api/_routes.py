@@ -101,6 +101,7 @@ ROUTES: list[Route] = [
     _r("deployments", "record_evidence", "POST", "/deployments/{name}/evidence"),
     _r("deployments", "evidence", "GET", "/deployments/{name}/evidence"),
     _r("deployments", "record_assignments", "POST", "/deployments/{name}/assignments"),
+    _r("deployments", "prune_assignments", "POST", "/deployments/{name}/assignments/prune"),
     # -- feature store (serving reads are a viewer's right, though they are POSTs)
     Route("features", "get_online_features", "POST", "/api/v1/features/online", "viewer"),
     # -- users and tokens (admin only)

@@ -52,6 +52,10 @@ def serve(
                                      "beyond it copies are dropped (and counted)."),
     decide: bool = typer.Option(True, "--decide/--no-decide", help="Whether this server "
                                 "takes automatic decisions (the deployment's --auto too)."),
+    assignment_retention_h: float = typer.Option(
+        168.0, "--assignment-retention-h", min=0,
+        help="Hours a prediction's arm assignment is kept to credit late feedback; older "
+        "ones are pruned every 10 minutes."),
     log_level: str = typer.Option("warning", help="uvicorn log level."),
 ) -> None:
     """Serve a deployment: one endpoint, its arms behind it, its strategy carried out.
@@ -70,7 +74,8 @@ def serve(
                            log_predictions=log_predictions)
     options = RouterOptions(refresh_interval=refresh_interval,
                             control_interval=control_interval, flush_interval=flush_interval,
-                            shadow_queue=shadow_queue, decide=decide)
+                            shadow_queue=shadow_queue, decide=decide,
+                            assignment_retention=assignment_retention_h * 3600)
     arms = ", ".join(f"{a.name}=v{a.version}" for a in dep.arms)
     typer.echo(f"Serving deployment {dep.name} of {dep.model} (revision {dep.revision}, "
                f"{describe_strategy(dep.strategy)}; arms {arms}) on http://{host}:{port} "

@@ -294,6 +294,27 @@ class DeploymentService:
                 raise errors.NotFound(f"deployment {name!r} does not exist", field="name")
             self.store.assign(conn, values)
 
+    def prune_assignments(self, name: str, older_than_s: float, *,
+                          batch: int = 5_000) -> int:
+        """Forget the assignments of ``name`` older than ``older_than_s`` seconds; returns
+        how many. They only serve to credit late feedback to its arm (feedback for a
+        forgotten prediction is counted as unknown), and a router writes one a prediction,
+        so a running router prunes them on its own (``RouterOptions.assignment_retention``).
+        Deletes in transactions of ``batch`` rows, so writers never wait long."""
+        if not older_than_s >= 0:
+            raise errors.InvalidInput("older_than_s must be a number >= 0",
+                                      field="older_than_s")
+        if batch < 1:
+            raise errors.InvalidInput("batch must be >= 1", field="batch")
+        before = now_ms() - int(older_than_s * 1000)
+        total = 0
+        while True:
+            with self.db.write() as conn:
+                deleted = self.store.prune_assignments(conn, name, before, batch)
+            total += deleted
+            if deleted < batch:
+                return total
+
     def assignment_of(self, prediction_id: str) -> tuple[str, str] | None:
         """(deployment, arm) that answered ``prediction_id``, or None."""
         with self.db.read() as conn:

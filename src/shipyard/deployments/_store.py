@@ -203,6 +203,15 @@ class DeploymentStore:
         execute_prepared(conn, _ASSIGN, rows)
 
     @staticmethod
+    def prune_assignments(conn: Connection, name: str, before_ms: int, limit: int) -> int:
+        """Delete up to ``limit`` assignments of ``name`` made before ``before_ms``."""
+        doomed = sa.select(DA.c.prediction_id).where(
+            DA.c.deployment == name, DA.c.time < before_ms).limit(limit)
+        result = conn.execute(sa.delete(DA).where(DA.c.prediction_id.in_(
+            doomed.scalar_subquery())))
+        return int(result.rowcount or 0)
+
+    @staticmethod
     def assignment_of(conn: Connection, prediction_id: str) -> tuple[str, str] | None:
         row = conn.execute(_ASSIGNMENT, {"p": prediction_id}).first()
         return None if row is None else (row.deployment, row.arm)

@@ -93,6 +93,10 @@ class RouterOptions:
     remember: int = 100_000
     #: how long feedback waits for its prediction's assignment to appear (another worker)
     credit_wait: float = 30.0
+    #: seconds an assignment is kept to credit late feedback (older ones are pruned)
+    assignment_retention: float = 7 * 24 * 3600.0
+    #: seconds between prunings of assignments older than ``assignment_retention``
+    prune_interval: float = 600.0
     #: whether this router takes automatic decisions (the deployment's ``auto`` too)
     decide: bool = True
     #: the actor recorded with automatic decisions

@@ -15,7 +15,9 @@ Three duties, each on its own interval (``RouterOptions``):
 - **control**: share this worker's evidence, read the totals of every worker,
   :func:`~._control.decide`, and carry the decision out through the deployment service
   with the revision as an optimistic lock (a ``Conflict`` means another worker decided
-  first: nothing to do).
+  first: nothing to do);
+- **prune**: forget the assignments older than ``assignment_retention`` (one row is
+  written per prediction; they only serve to credit late feedback).
 
 A thread rather than an asyncio task: the work is blocking I/O and model loading, and it
 must go on while no request arrives.
@@ -57,8 +59,9 @@ class RouterWorker(threading.Thread):
         self.router = router
         opts = router.options
         self.intervals = {"flush": opts.flush_interval, "refresh": opts.refresh_interval,
-                          "control": opts.control_interval}
+                          "control": opts.control_interval, "prune": opts.prune_interval}
         self.tick = max(0.01, min(0.25, min(self.intervals.values()) / 2))
+        self.pruned = 0  # assignments this worker pruned
         self._halt = threading.Event()
         self._waiting: list[Credit] = []
         self._rewards: list[tuple[str, float, bool | None]] = []  # resolved, not written
@@ -70,7 +73,8 @@ class RouterWorker(threading.Thread):
     def run(self) -> None:
         due = dict.fromkeys(self.intervals, 0.0)
         duties: dict[str, Callable[[], object]] = {
-            "flush": self.flush, "refresh": self.refresh, "control": self.control}
+            "flush": self.flush, "refresh": self.refresh, "control": self.control,
+            "prune": self.prune}
         while not self._halt.wait(self.tick):
             for name, duty in duties.items():
                 now = time.monotonic()
@@ -86,6 +90,14 @@ class RouterWorker(threading.Thread):
                     self._backoff[name] = (time.monotonic() + delay, delay)
                     log.exception("router %s: %s failed; retrying in %.0f s",
                                   self.router.name, name, delay)
+
+    # -- prune ---------------------------------------------------------------------------------
+
+    def prune(self) -> None:
+        """Forget this deployment's assignments older than the retention."""
+        router = self.router
+        self.pruned += router.client.deployments.prune_assignments(
+            router.name, router.options.assignment_retention)
 
     # -- flush ---------------------------------------------------------------------------------
 
