@@ -51,7 +51,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -575,6 +575,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     size.add_argument("--big", action="store_true",
                       help="historical retrieval at 10M x 1M (the issue's targets' size; no "
                            "Feast file store); materialization stays at 1M rows")
+    ap.add_argument("--file-store", action="store_true",
+                    help="with --big: run Feast's file (dask) offline store too (needs ~14 "
+                         "GB of memory: raise --max-rss-gb)")
     ap.add_argument("--only", action="append", metavar="NAME",
                     help=f"run only these (repeat or comma-separate): {', '.join(BENCHMARKS)}")
     ap.add_argument("--json", metavar="PATH", help="also save the results as JSON")
@@ -610,6 +613,8 @@ SHIPYARD_PACKAGES = ["shipyard-mlops", "duckdb", "pandas", "pyarrow", "redis", "
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = QUICK if args.quick else BIG if args.big else FULL
+    if args.file_store:
+        sizes = replace(sizes, file_store=True)
     t_start = time.perf_counter()
     say("Preparing interpreters ...")
     pythons = {"feast": feast_python(args.feast_python),
