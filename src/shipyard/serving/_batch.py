@@ -114,14 +114,14 @@ def predict_parquet(model: ServedModel, input_path: str | Path, output_path: str
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp")
     with progress_bar(progress, total, f"{model.name} v{model.version_label}") as advance, \
-            ReadAhead(reader, chunk_rows, _joiner(join, done)) as chunks, \
+            ReadAhead(reader, chunk_rows, _preparer(join, done, model_input)) as chunks, \
             OutputWriter(tmp, schema.with_metadata(metadata)) as writer:
-        for index, (rows, chunk) in enumerate(chunks):
+        for index, (rows, (chunk, prepared)) in enumerate(chunks):
             part = parts / f"part-{index:05d}.arrow"
             if index in done:
                 writer.copy(part)
             else:
-                writer.write(_score(model, model_input(chunk), chunk, metadata), part)
+                writer.write(_score(model, prepared, chunk, metadata), part)
             advance(rows)
         writer.complete()
     os.replace(tmp, output)
@@ -133,14 +133,18 @@ def predict_parquet(model: ServedModel, input_path: str | Path, output_path: str
                               feature_service=join.service if join is not None else None)
 
 
-def _joiner(join: FeatureJoin | None, done: set[int]) -> Prepare | None:
-    """The read-ahead thread's work per chunk: the feature join, except for the chunks a
-    rerun copies from their part. None without a join: the chunks go as they are read."""
-    if join is None:
-        return None
+def _preparer(join: FeatureJoin | None, done: set[int],
+              model_input: Callable[[pa.Table], Any]) -> Prepare:
+    """The read-ahead thread's work per chunk, ahead of the model: the feature join (with
+    one), then the model's input (a frame; the signature check when it is needed), except
+    for the chunks a rerun copies from their part. Gives ``(chunk, model input)``."""
 
-    def prepare(index: int, chunk: pa.Table) -> pa.Table:
-        return chunk if index in done else join.join(chunk)
+    def prepare(index: int, chunk: pa.Table) -> tuple[pa.Table, Any]:
+        if index in done:
+            return chunk, None
+        if join is not None:
+            chunk = join.join(chunk)
+        return chunk, model_input(chunk)
 
     return prepare
 

@@ -1,11 +1,11 @@
 """The I/O side of batch scoring: a read-ahead thread, a writer thread, the progress bar.
 
 :class:`ReadAhead` decodes the input's chunks (and, given ``prepare``, runs it on each:
-the feature join) at most :data:`DEPTH` chunks ahead of the model; :class:`OutputWriter`
-writes each scored chunk's part (the resume point) and appends it to the output, in chunk
-order. Both run pyarrow's (and DuckDB's) C++ code, which releases the GIL, so on a second
-core they overlap the model's predict almost entirely. An error in either thread is raised
-again in the caller's thread, at the chunk where it happened.
+the feature join and the model's input) at most :data:`DEPTH` chunks ahead of the model;
+:class:`OutputWriter` writes each scored chunk's part (the resume point) and appends it to
+the output, in chunk order. Both run pyarrow's (and DuckDB's) C++ code, which releases the
+GIL, so on a second core they overlap the model's predict almost entirely. An error in
+either thread is raised again in the caller's thread, at the chunk where it happened.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ __all__ = ["DEPTH", "OutputWriter", "Prepare", "ReadAhead", "chunks", "progress_
 #: chunks read ahead of the model, and scored chunks waiting for the writer
 DEPTH = 2
 _DONE = object()
-#: ``prepare(index, chunk)`` -> the table the model's side gets for that chunk
-Prepare = Callable[[int, "pa.Table"], "pa.Table"]
+#: ``prepare(index, chunk)`` -> what the model's side gets for that chunk
+Prepare = Callable[[int, "pa.Table"], Any]
 
 
 def chunks(reader: Any, chunk_rows: int) -> Iterator[pa.Table]:
@@ -90,7 +90,7 @@ class ReadAhead:
                 return True
         return False
 
-    def __iter__(self) -> Iterator[tuple[int, pa.Table]]:
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
         while (item := self._queue.get()) is not _DONE:
             if isinstance(item, _Failed):
                 raise item.error
