@@ -279,7 +279,8 @@ def resolve_features(view: FeatureView, feature_names: Sequence[str] | None) -> 
 
 def normalize_entity_keys(entity_keys: Sequence[Any]) -> list[tuple[Any, ...]]:
     """Each key as a tuple of plain Python values in storage form (bools, datetimes → ints)."""
-    return [tuple(_key_value(v) for v in (k if isinstance(k, tuple | list) else (k,)))
+    return [(k,) if type(k) is int or type(k) is str  # the common case, as it is
+            else tuple(_key_value(v) for v in (k if isinstance(k, tuple | list) else (k,)))
             for k in entity_keys]
 
 

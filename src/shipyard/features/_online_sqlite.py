@@ -173,14 +173,18 @@ class SQLiteOnlineStore:
         keys = normalize_entity_keys(entity_keys)
         if not keys:
             return []
-        with self._read_lock, self._translate():
+        # (the hot path of serving: _translate's work inline, without a generator)
+        with self._read_lock:
             try:
-                return self._read(view, features, keys, version)
-            except sqlite3.OperationalError as exc:
-                if "no such" not in str(exc):  # table dropped or altered by another process
-                    raise
-                self._forget(view.name)
-                return self._read(view, features, keys, version)
+                try:
+                    return self._read(view, features, keys, version)
+                except sqlite3.OperationalError as exc:
+                    if "no such" not in str(exc):  # table dropped or altered elsewhere
+                        raise
+                    self._forget(view.name)
+                    return self._read(view, features, keys, version)
+            except sqlite3.Error as exc:
+                raise self._translated(exc) from exc
 
     def _read(self, view: FeatureView, features: list[str], keys: list[tuple[Any, ...]],
               version: int) -> list[OnlineRecord | None]:
@@ -189,11 +193,14 @@ class SQLiteOnlineStore:
             table = self._load_table(view.name, version)
             if table is None:
                 return [None] * len(keys)
+            complete = table.columns.issuperset(features)
+        else:
+            complete = True
         check_arity(view, keys, table.arity)
         found: dict[tuple[Any, ...], OnlineRecord] = {}
         for start in range(0, len(keys), _READ_BATCH):
             batch = keys[start:start + _READ_BATCH]
-            query = self._query(view, table, features, len(batch))
+            query = self._query(view, table, features, len(batch), complete)
             params = [v for key in batch for v in key] if table.arity > 1 else \
                 [key[0] for key in batch]
             for row in self._reader.execute(query.sql, params):
@@ -203,9 +210,10 @@ class SQLiteOnlineStore:
                 found[row[:query.arity]] = OnlineRecord(values, from_epoch_us(row[query.arity]))
         return [found.get(key) for key in keys]
 
-    def _query(self, view: FeatureView, table: _Table, features: list[str], n: int) -> _Query:
+    def _query(self, view: FeatureView, table: _Table, features: list[str], n: int,
+               complete: bool) -> _Query:
         # a feature the table lacks (never written) reads as NULL
-        absent = tuple(f for f in features if f not in table.columns)
+        absent = () if complete else tuple(f for f in features if f not in table.columns)
         cache_key = (table.name, tuple(features), n, absent)
         query = self._queries.get(cache_key)
         if query is not None:
@@ -272,10 +280,13 @@ class SQLiteOnlineStore:
     def _translate(self) -> Iterator[None]:
         try:
             yield
-        except sqlite3.IntegrityError as exc:
-            raise errors.InvalidInput(f"online store {self.url}: {exc}") from exc
         except sqlite3.Error as exc:
-            raise errors.ShipyardError(f"online store {self.url}: {exc}") from exc
+            raise self._translated(exc) from exc
+
+    def _translated(self, exc: sqlite3.Error) -> errors.ShipyardError:
+        if isinstance(exc, sqlite3.IntegrityError):
+            return errors.InvalidInput(f"online store {self.url}: {exc}")
+        return errors.ShipyardError(f"online store {self.url}: {exc}")
 
 
 def _path_of(url: str) -> Path:
