@@ -274,6 +274,27 @@ def test_many_fixed_width_rows_with_missing_keys_and_nulls(store: RedisOnlineSto
     assert [r.values if r else None for r in store.read(view, ["n"], [5])] == [{"n": 5}]
 
 
+def test_mget_and_the_read_script_give_the_same_records(store: RedisOnlineStore) -> None:
+    """Many keys are read with MGET when hiredis parses replies, else with the read script:
+    both reach the same decoder and give the same records (missing keys, NULLs, strings)."""
+    view = _view({"x": "float64", "s": "string", "n": "int64"})
+    store.write(view, _rows(view, list(range(60)), [T0] * 60, x=[i / 4 for i in range(60)],
+                            s=[None if i % 5 == 0 else f"v{i}" for i in range(60)],
+                            n=[i if i % 3 else None for i in range(60)]), ["customer_id"])
+    keys = [7, 999, *range(0, 60, 2), 1000]
+
+    def records(with_mget: bool) -> list[Any]:
+        store.read_with_mget = with_mget
+        return [None if r is None else (r.values, r.event_timestamp)
+                for r in store.read(view, None, keys)]
+
+    by_mget, by_script = records(True), records(False)
+    assert by_mget == by_script
+    assert by_mget[1] is None and by_mget[-1] is None
+    assert by_mget[0] == ({"x": 1.75, "s": "v7", "n": 7}, T0)
+    assert by_mget[2] == ({"x": 0.0, "s": None, "n": None}, T0)
+
+
 def test_a_bad_url_is_invalid_input() -> None:
     with pytest.raises(errors.InvalidInput, match="Redis URL"):
         RedisOnlineStore("redis://127.0.0.1:notaport/0")

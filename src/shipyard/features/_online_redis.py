@@ -30,10 +30,12 @@ not value by value in Python, and the script calls are pipelined on one connecti
 100,000 keys the script costs Redis about a quarter of the CPU that the earlier
 hash-per-key layout's did).
 
-One key is read with one ``GET``. Many keys are one script call (per 5,000 keys) that
-reads the rows with ``MGET`` and returns them as one string, their sizes first: redis-py's
-pure-Python parser spends as long on a hundred separate replies as Redis on the script,
-and one string lets the rows be decoded together. Rows are decoded with precompiled
+One key is read with one ``GET``. Many keys (per 5,000) are one ``MGET`` when hiredis is
+installed (the ``redis`` extra brings it; it parses the reply in C: 100 keys in ~0.21 ms
+here against ~0.28 for the script), else one script call that reads the rows with
+``MGET`` and returns them as one string, their sizes first: redis-py's pure-Python parser
+spends as long on a hundred separate replies as Redis on the script. Either way the rows
+are then decoded together. Rows are decoded with precompiled
 ``struct`` formats: when every row found has one layout of fixed-width values only and no
 NULL (the usual case), one ``iter_unpack`` over the reply after one numpy check of the
 tags and NULL flags; else one ``unpack_from`` per row plus a slice per string or bytes
@@ -296,6 +298,11 @@ class RedisOnlineStore:
         self._retry_errors = (redis.ConnectionError, redis.TimeoutError)
         self._no_script = redis.exceptions.NoScriptError
         self._read_sha = hashlib.sha1(_READ_SCRIPT).hexdigest().encode()
+        #: read many keys with a plain MGET (hiredis parses its replies in C), else with the
+        #: read script, which returns them as one string for redis-py's Python parser
+        from redis.utils import HIREDIS_AVAILABLE
+
+        self.read_with_mget = HIREDIS_AVAILABLE
         self._meta_script = self._client.register_script(_META_SCRIPT)
         self._join_keys: dict[tuple[str, int], list[str]] = {}
         self._decoders: dict[tuple[Any, ...], _Decoder] = {}
@@ -453,9 +460,13 @@ class RedisOnlineStore:
             out: list[OnlineRecord | None] = []
             for start in range(0, n, _READ_BATCH):
                 batch = suffixes[start:start + _READ_BATCH]
-                reply = self._script(self._read_sha, _READ_SCRIPT, b"".join(
-                    [b"$%d\r\n%s%s\r\n" % (len(base) + len(k), base, k) for k in batch]),
-                    len(batch))
+                packed = b"".join([b"$%d\r\n%s%s\r\n" % (len(base) + len(k), base, k)
+                                   for k in batch])
+                if self.read_with_mget:
+                    reply = _as_script_reply(self._command(
+                        b"*%d\r\n$4\r\nMGET\r\n%s" % (len(batch) + 1, packed)))
+                else:
+                    reply = self._script(self._read_sha, _READ_SCRIPT, packed, len(batch))
                 out += self._decode(meta, reply, len(batch), wanted)
         return out
 
@@ -569,6 +580,12 @@ class RedisOnlineStore:
 
 
 # -- decoding ------------------------------------------------------------------------------------
+
+
+def _as_script_reply(rows: list[bytes | None]) -> bytes:
+    """An MGET reply in the read script's form: the rows' sizes (0: no row), then the rows."""
+    return struct.pack(f"<{len(rows)}I", *[0 if r is None else len(r) for r in rows]) + \
+        b"".join([r for r in rows if r is not None])
 
 
 _CONVERT: dict[ValueType, Callable[[Any], Any] | None] = {
