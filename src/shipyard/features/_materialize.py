@@ -92,12 +92,13 @@ def materialize(db: Database, store: OnlineStore, store_url: str | None, view: F
         window_rows, dropped = _clean_window(table, keys, ts_field, created, start, end)
         prepare_rows(view, window_rows.slice(0, 0), keys, ts_field)  # types, before any write
         enforce(window_rows, expectations, keys)
-        latest = latest_per_key(window_rows, keys, ts_field, created)
-        # two chunk writes in flight (one encodes while the other waits on the store) and
-        # the profile computed meanwhile: all three mostly run outside the GIL
+        # the profile is computed while the latest rows are picked and written (two chunk
+        # writes in flight: one encodes while the other waits on the store); all of it
+        # mostly runs outside the GIL
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="materialize") as pool:
             stats = pool.submit(compute_statistics, window_rows, view.features) \
                 if window_rows.num_rows else None
+            latest = latest_per_key(window_rows, keys, ts_field, created)
             _write_chunks(pool, store, view, view_version, latest, keys, chunk_size, progress)
             if stats is not None:
                 save_statistics(db, view, view_version, stats.result(), "materialization")
