@@ -298,3 +298,6 @@ def test_mget_and_the_read_script_give_the_same_records(store: RedisOnlineStore)
 def test_a_bad_url_is_invalid_input() -> None:
     with pytest.raises(errors.InvalidInput, match="Redis URL"):
         RedisOnlineStore("redis://127.0.0.1:notaport/0")
+    with pytest.raises(errors.InvalidInput, match="prefix may not be empty") as info:
+        RedisOnlineStore("redis://127.0.0.1:6379/0?prefix=")
+    assert info.value.field == "prefix"

@@ -284,10 +284,11 @@ class RedisOnlineStore:
             raise errors.MissingDependency("the Redis online store needs the redis package: "
                                            "pip install 'shipyard-mlops[redis]'") from exc
         parts = urllib.parse.urlsplit(url)
-        query = urllib.parse.parse_qs(parts.query)
+        query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
         self.prefix = (query.pop("prefix", None) or ["shipyard"])[-1]
         if not self.prefix:
-            raise errors.InvalidInput("the Redis key prefix may not be empty", field="prefix")
+            raise errors.InvalidInput("the Redis key prefix may not be empty (leave out "
+                                      "?prefix= for the default, 'shipyard')", field="prefix")
         rest = urllib.parse.urlencode(query, doseq=True)
         try:
             self._client = redis.Redis.from_url(parts._replace(query=rest).geturl())
