@@ -103,7 +103,12 @@ def test_keys_of_the_earlier_layout_are_never_read_and_are_deleted(
     client.hset(f"{prefix}:stats:1:5", mapping={"$ts": struct.pack("<q", 0),
                                                  "x": struct.pack("<d", 9.0)})
     client.set(f"{prefix}:stats:10", json.dumps(["customer_id"]))  # another version
-    assert store.read(view, None, [5]) == [None]
+    # not read as missing values: the caller is told to re-materialize
+    for keys in ([5], [5, 6]):
+        with pytest.raises(errors.Conflict, match="earlier Shipyard") as info:
+            store.read(view, None, keys)
+        assert "materialize" in info.value.message
+    assert _values(store, _view({"x": "float64"}, name="other"), [5]) == [None]
     store.write(view, _rows(view, [6], [T0], x=[1.0]), ["customer_id"])
     assert _values(store, view, [5, 6]) == [None, {"x": 1.0}]
     assert client.type(f"{prefix}:stats:1:5") == b"hash"  # left alone until deleted
@@ -222,7 +227,6 @@ def test_a_layout_is_learnt_from_redis_by_a_fresh_process(
     view = _view(WIDE)
     store.write(view, _rows(view, [1], [T0], **WIDE_VALUES), ["customer_id"])
     monkeypatch.setattr(_online_redis, "_PARSED", {})
-    monkeypatch.setattr(_online_redis, "_BY_TAG", {})
     fresh = RedisOnlineStore(url)
     try:
         assert _values(fresh, view, [1, 2]) == [WIDE_PY, None]

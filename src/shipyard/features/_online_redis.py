@@ -257,8 +257,7 @@ class _Layout:
         layout = _Layout(tag, text, names, dtypes, head.size - _HEAD - len(pairs), head, where)
         if len(_PARSED) > 4096:
             _PARSED.clear()
-            _BY_TAG.clear()
-        _PARSED[text] = _BY_TAG[tag] = layout
+        _PARSED[text] = layout
         return layout
 
     @property
@@ -267,7 +266,6 @@ class _Layout:
 
 
 _PARSED: dict[bytes, _Layout] = {}  # by JSON text
-_BY_TAG: dict[bytes, _Layout] = {}
 
 
 def _arg(value: bytes) -> bytes:
@@ -445,6 +443,7 @@ class RedisOnlineStore:
             if join_keys is None:
                 stored = self._client.hget(meta, _KEYS_FIELD)
                 if stored is None:
+                    self._check_not_old_layout(view.name, version, meta)
                     return [None] * n
                 join_keys = self._join_keys[(view.name, version)] = json.loads(stored)
             if suffixes is None or len(join_keys) != 1:
@@ -532,19 +531,32 @@ class RedisOnlineStore:
             out.append(None if decoder is None else decoder(blob))
         return out
 
+    def _check_not_old_layout(self, view: str, version: int, meta: bytes) -> None:
+        """A view version with no rows in this layout may have rows in the one before it
+        (one hash per key, meta key without the marker): then say so, rather than read
+        every key as missing."""
+        old_meta = meta[:-len(_LAYOUT_MARK)]
+        if self._client.exists(old_meta):
+            raise errors.Conflict(
+                f"view {view!r} v{version} in {self.url} was written by an earlier Shipyard "
+                "(one Redis hash per key), which this one does not read: run a full "
+                "'shipyard features materialize' to rewrite it (or delete the view's old "
+                f"keys, {old_meta.decode(errors='replace')}:*)", field="online_store")
+
     def _decoder(self, meta: bytes, tag: bytes,
                  wanted: tuple[tuple[str, ValueType], ...]) -> _Decoder | None:
-        decoder = self._decoders.get((tag, wanted))
+        """The decoder of rows tagged ``tag`` in the view version of ``meta``: the layout
+        is the one that view's meta hash records for the tag (a 4-byte tag may stand for
+        another layout in another view), read once per process."""
+        decoder = self._decoders.get((meta, tag, wanted))
         if decoder is None:
-            layout = _BY_TAG.get(tag)
-            if layout is None:
-                text = self._client.hget(meta, _LAYOUT_FIELD + tag)
-                if text is None:  # the view was deleted while the row was read
-                    return None
-                layout = _Layout.parse(cast(bytes, text))
+            text = self._client.hget(meta, _LAYOUT_FIELD + tag)
+            if text is None:  # the view was deleted while the row was read
+                return None
+            layout = _Layout.parse(cast(bytes, text))
             if len(self._decoders) > 4096:
                 self._decoders.clear()
-            decoder = self._decoders[(tag, wanted)] = _Decoder(layout, wanted)
+            decoder = self._decoders[(meta, tag, wanted)] = _Decoder(layout, wanted)
         return decoder
 
     # -- housekeeping ----------------------------------------------------------------------
