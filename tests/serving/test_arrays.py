@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import GradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression
+from sklearn.ensemble import GradientBoostingClassifier, VotingClassifier
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
@@ -65,6 +66,53 @@ def test_models_that_select_columns_by_name_keep_the_frame() -> None:
         arrays, given = _convert(model, X.head(5))
         assert given is not None and isinstance(given, pd.DataFrame)
         assert arrays.decided is False
+
+
+def test_estimators_wrapping_user_code_keep_the_frame_and_plain_wrappers_do_not() -> None:
+    X, y = _data()
+    reorder = make_pipeline(FunctionTransformer(lambda d: d[["debt", "income", "age"]]),
+                            LinearRegression())
+    search = GridSearchCV(reorder, {"linearregression__fit_intercept": [True, False]},
+                          cv=2).fit(X, y)
+    arrays, given = _convert(search, X.head(3))
+    assert isinstance(given, pd.DataFrame) and arrays.decided is False
+    plain = GridSearchCV(LogisticRegression(max_iter=500), {"C": [0.5, 1.0]}, cv=2).fit(X, y)
+    voting = VotingClassifier([("lr", LogisticRegression(max_iter=500)),
+                               ("gb", GradientBoostingClassifier(n_estimators=5))]).fit(X, y)
+    for model in (plain, voting):
+        arrays, given = _convert(model, X.head(3))
+        assert isinstance(given, np.ndarray) and arrays.decided is True
+
+
+def test_the_check_also_compares_rows_other_than_the_first_input() -> None:
+    """A model that moves columns around for arrays agrees on a warm-up row of zeros; the
+    check's pseudo-random rows catch it."""
+    zeros = pd.DataFrame(np.zeros((1, 2)), columns=["a", "b"])
+
+    def swapped(data: Any) -> np.ndarray:
+        if isinstance(data, pd.DataFrame):
+            return data["a"].to_numpy() - data["b"].to_numpy()
+        return np.asarray(data)[:, 1] - np.asarray(data)[:, 0]
+
+    assert _same_answers(zeros, zeros.to_numpy(), swapped, None) is False
+
+
+def test_a_model_that_keeps_its_frame_installs_no_warnings_filter() -> None:
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+
+    def by_type(data: Any) -> np.ndarray:
+        if isinstance(data, pd.DataFrame):
+            return np.zeros(len(data))
+        warnings.warn("X does not have valid feature names, but M was fitted with feature "
+                      "names", UserWarning, stacklevel=1)  # as scikit-learn does
+        return np.ones(len(data))
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        before = list(warnings.filters)
+        assert _same_answers(frame, frame.to_numpy(), by_type, None) is False
+        assert warnings.filters == before
+    assert caught == []  # silenced while the check ran
 
 
 def test_models_not_shipped_by_sklearn_and_other_flavors_keep_the_frame() -> None:

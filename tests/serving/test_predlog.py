@@ -40,12 +40,20 @@ def test_served_predictions_are_logged_and_readable(app_client: TestClient,
         {"name": "x", "shape": [1, 3], "datatype": "FP64",
          "data": X.iloc[:1].to_numpy(float).tolist()}]})
     assert r2.status_code == 200
-    app_client.app.state.serving.predlog.flush()  # type: ignore[attr-defined]
+    # The predict thread queues a batch's log entry right after answering it, so the last
+    # entry may reach the log a moment after its response: flush until all five are there.
     day = datetime.now(UTC).strftime("%Y-%m-%d")
-    files = list((shipyard_home / "predictions" / "credit" / f"date={day}").glob("*.parquet"))
+    folder = shipyard_home / "predictions" / "credit" / f"date={day}"
+    deadline = time.monotonic() + 10
+    while True:
+        app_client.app.state.serving.predlog.flush()  # type: ignore[attr-defined]
+        files = list(folder.glob("*.parquet"))
+        log = read_predictions(shipyard_home, "credit") if files else None
+        if (log is not None and len(log) >= 5) or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     assert files, "no part file under predictions/credit/date=<today>"
-    log = read_predictions(shipyard_home, "credit")
-    assert len(log) == 5
+    assert log is not None and len(log) == 5
     assert log["prediction_id"].tolist()[:4] == ids
     assert set(log["model_name"]) == {"credit"} and set(log["model_version"]) == {1}
     assert set(log["model_digest"]) == {app_client.app.state.serving.served.digest}  # type: ignore[attr-defined]

@@ -86,7 +86,9 @@ class ServingApp(Starlette):
 
     Those endpoints answer every failure themselves (:func:`_endpoint`), so the exception
     middleware has nothing to do for them; everything else (other routes, 404/405, the
-    lifespan) goes through Starlette as usual.
+    lifespan) goes through Starlette as usual. So nothing may wrap these two routes in the
+    router (the rollout router wraps only the versioned V2 routes, which stay there), and
+    middleware added to the app does not see them.
     """
 
     def __init__(self, *args: Any, predict: Endpoint, infer: Endpoint,

@@ -9,19 +9,22 @@ the estimator the frame's values directly.
 
 :class:`ArrayInput` decides that once per served model, on the first input it sees:
 
-* only for the ``sklearn`` flavor, and only for estimators (or Pipelines of them) that
-  scikit-learn itself ships, outside ``sklearn.compose`` (a ColumnTransformer picks columns
-  by name) and ``FunctionTransformer`` (user code that may use the frame);
+* only for the ``sklearn`` flavor, and only for estimators that scikit-learn itself ships,
+  outside ``sklearn.compose`` (a ColumnTransformer picks columns by name) and
+  ``FunctionTransformer`` (user code that may use the frame), and only when every
+  estimator they wrap (Pipeline steps, a search's or an ensemble's estimators) is one too;
 * only when the estimator's ``feature_names_in_`` (if any) are the frame's columns, in
   order, and the frame's values form one numeric array;
 * and only after the model, given both, answered exactly the same (``predict`` and, where
-  it has one, ``predict_proba``). Anything else, or any error on the array, keeps the frame.
+  it has one, ``predict_proba``), on the first input and on a few rows of pseudo-random
+  values. Anything else, or any error on the array, keeps the frame.
 
 scikit-learn warns ("X does not have valid feature names") when an estimator fitted with
-names gets an array; before each such call the server makes sure that a warnings filter
-for that message, from scikit-learn's modules only, comes first (a ``catch_warnings`` block
-elsewhere, pytest's for one, may have restored the filters without it, or put another in
-front of it).
+names gets an array. Once a model takes arrays, before each such call the server makes
+sure that a warnings filter for that message, from scikit-learn's modules only, comes
+first (a ``catch_warnings`` block elsewhere, pytest's for one, may have restored the
+filters without it, or put another in front of it); the check itself silences it only
+while it runs, so a model that keeps its frame installs nothing.
 """
 
 from __future__ import annotations
@@ -74,18 +77,30 @@ class ArrayInput:
 
 def _shipped_estimator(native: Any) -> bool:
     """Whether ``native`` is a scikit-learn estimator that uses a frame only for its column
-    names (a Pipeline: every step)."""
-    try:
-        from sklearn.pipeline import Pipeline
-    except ImportError:  # pragma: no cover - the sklearn flavor implies sklearn
-        return False
-    if isinstance(native, Pipeline):
-        steps = [s for _, s in native.steps if s is not None and s != "passthrough"]
-        return bool(steps) and all(_shipped_estimator(s) for s in steps)
+    names: a class scikit-learn ships (not a subclass of one defined elsewhere), not one
+    that picks columns by name or runs user code, and every estimator it wraps (a
+    Pipeline's steps, a search's or an ensemble's estimators, ...) such an estimator too."""
     cls = type(native)
     module = cls.__module__
-    return (module.startswith("sklearn.") and not module.startswith("sklearn.compose")
-            and cls.__name__ != "FunctionTransformer")
+    if not module.startswith("sklearn.") or module.startswith("sklearn.compose") \
+            or cls.__name__ == "FunctionTransformer":
+        return False
+    try:
+        params = native.get_params(deep=False)
+    except Exception:  # noqa: BLE001 - not a well-behaved estimator: keep the frame
+        return False
+    return all(_shipped_estimator(inner) for value in params.values()
+               for inner in _estimators_in(value))
+
+
+def _estimators_in(value: Any) -> list[Any]:
+    """The estimators a parameter holds: itself, or those in a list of them or of
+    ``(name, estimator)`` pairs ("drop" and "passthrough" are not estimators)."""
+    if isinstance(value, list | tuple):
+        return [e for item in value for e in _estimators_in(item)]
+    if hasattr(value, "get_params") and (hasattr(value, "fit") or hasattr(value, "predict")):
+        return [value]
+    return []
 
 
 def _numeric_values(frame: Any, native: Any) -> Any | None:
@@ -108,23 +123,42 @@ def _numeric_values(frame: Any, native: Any) -> Any | None:
 
 
 def _same_answers(frame: Any, array: Any, predict: Any, predict_proba: Any | None) -> bool:
+    """Whether the model answers the same, bit for bit, for the frame and for its values;
+    and for a few rows of pseudo-random values of the same columns too (the first frame
+    may be a warm-up row of zeros, on which a model that moves columns around would
+    still agree)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(20261130)
+    noise: Any = rng.standard_normal((8, frame.shape[1])) * 10
+    if array.dtype.kind == "b":
+        noise = noise > 0
+    synthetic = pd.DataFrame(noise.astype(array.dtype), columns=frame.columns)
+    for candidate in (frame, synthetic):
+        values = candidate.to_numpy()
+        if not _agree(candidate, values, predict, predict_proba):
+            return False
+    return True
+
+
+def _agree(frame: Any, array: Any, predict: Any, predict_proba: Any | None) -> bool:
     import numpy as np
 
-    _quiet_names_warning()
     expected = np.asarray(predict(frame))
+    want = np.asarray(predict_proba(frame)) if predict_proba is not None else None
     try:
-        got = np.asarray(predict(array))
-        if got.shape != expected.shape or not np.array_equal(got, expected,
-                                                             equal_nan=got.dtype.kind == "f"):
-            return False
-        if predict_proba is not None:
-            want = np.asarray(predict_proba(frame))
-            have = np.asarray(predict_proba(array))
-            if have.shape != want.shape or not np.array_equal(have, want, equal_nan=True):
-                return False
+        with warnings.catch_warnings():  # only while checking: the array has no names
+            warnings.filterwarnings("ignore", message=_NAMES_WARNING, category=UserWarning)
+            got = np.asarray(predict(array))
+            have = None if predict_proba is None else np.asarray(predict_proba(array))
     except Exception:  # noqa: BLE001 - the model needs the frame: keep giving it one
         return False
-    return True
+    if got.shape != expected.shape or not np.array_equal(
+            got, expected, equal_nan=got.dtype.kind == "f" and expected.dtype.kind == "f"):
+        return False
+    return want is None or (have is not None and have.shape == want.shape
+                            and np.array_equal(have, want, equal_nan=True))
 
 
 def _quiet_names_warning() -> None:
