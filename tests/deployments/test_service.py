@@ -272,9 +272,16 @@ def test_old_assignments_are_pruned_per_deployment(deployments: DeploymentServic
             time=da.c.time - 2 * 3600 * 1000))
     with pytest.raises(errors.InvalidInput):
         deployments.prune_assignments("one", -1)
+    for bad in (float("inf"), float("nan"), "60", True):
+        with pytest.raises(errors.InvalidInput) as info:
+            deployments.prune_assignments("one", bad)  # type: ignore[arg-type]
+        assert info.value.field == "older_than_s"
     with pytest.raises(errors.InvalidInput):
         deployments.prune_assignments("one", 60, batch=0)
-    assert deployments.prune_assignments("one", 3600, batch=2) == 5  # three batches
+    with pytest.raises(errors.InvalidInput):
+        deployments.prune_assignments("one", 60, limit=0)
+    assert deployments.prune_assignments("one", 3600, batch=2, limit=3) == 3  # stops at 3
+    assert deployments.prune_assignments("one", 3600, batch=2) == 2  # the rest
     assert deployments.prune_assignments("one", 3600) == 0
     assert [deployments.assignment_of(f"one-{i}") for i in range(7)] == \
         [None] * 5 + [("one", "champion")] * 2

@@ -7,7 +7,10 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
+
 from shipyard.client import Client
+from shipyard.rollout import _worker
 from shipyard.serving import read_predictions
 
 from .conftest import FAST, row, serving, wait_for
@@ -59,8 +62,8 @@ def test_ab_split_records_assignments_and_pulls(client: Client, credit: str) -> 
     assert stats["a"].pulls == counts[1] and stats["b"].pulls == counts[2]
 
 
-def test_the_router_prunes_assignments_past_their_retention(client: Client,
-                                                           credit: str) -> None:
+def test_the_router_prunes_assignments_past_their_retention(
+        client: Client, credit: str, monkeypatch: pytest.MonkeyPatch) -> None:
     client.deployments.create("ab", credit, {"a": "1", "b": "2"},
                               {"kind": "ab", "weights": {"a": 1, "b": 1}}, auto=False)
     options = dataclasses.replace(FAST, assignment_retention=3600.0)
@@ -71,8 +74,13 @@ def test_the_router_prunes_assignments_past_their_retention(client: Client,
         router.worker.prune()  # all of them are recent: kept
         assert router.worker.pruned == 0
         assert all(client.deployments.assignment_of(p) is not None for p in pids)
+        router.options = dataclasses.replace(router.options,
+                                             assignment_retention=float("inf"))
+        assert router.worker.prune() is False and router.worker.pruned == 0  # keep all
         router.options = dataclasses.replace(router.options, assignment_retention=0.0)
-        router.worker.prune()
+        monkeypatch.setattr(_worker, "PRUNE_LIMIT", 15)
+        assert router.worker.prune() is True  # 15 of 20: more are left
+        assert router.worker.prune() is False
         assert router.worker.pruned == 20
         assert all(client.deployments.assignment_of(p) is None for p in pids)
 

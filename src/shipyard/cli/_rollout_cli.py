@@ -55,7 +55,7 @@ def serve(
     assignment_retention_h: float = typer.Option(
         168.0, "--assignment-retention-h", min=0,
         help="Hours a prediction's arm assignment is kept to credit late feedback; older "
-        "ones are pruned every 10 minutes."),
+        "ones are pruned every 10 minutes ('inf' keeps them all)."),
     log_level: str = typer.Option("warning", help="uvicorn log level."),
 ) -> None:
     """Serve a deployment: one endpoint, its arms behind it, its strategy carried out.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -295,25 +296,32 @@ class DeploymentService:
             self.store.assign(conn, values)
 
     def prune_assignments(self, name: str, older_than_s: float, *,
-                          batch: int = 5_000) -> int:
+                          batch: int = 5_000, limit: int | None = None) -> int:
         """Forget the assignments of ``name`` older than ``older_than_s`` seconds; returns
         how many. They only serve to credit late feedback to its arm (feedback for a
         forgotten prediction is counted as unknown), and a router writes one a prediction,
         so a running router prunes them on its own (``RouterOptions.assignment_retention``).
-        Deletes in transactions of ``batch`` rows, so writers never wait long."""
-        if not older_than_s >= 0:
-            raise errors.InvalidInput("older_than_s must be a number >= 0",
+        Deletes in transactions of ``batch`` rows, so writers never wait long, and at most
+        ``limit`` rows a call (None: all of them)."""
+        if isinstance(older_than_s, bool) or not isinstance(older_than_s, int | float) \
+                or not math.isfinite(older_than_s) or older_than_s < 0:
+            raise errors.InvalidInput("older_than_s must be a finite number of seconds >= 0",
                                       field="older_than_s")
-        if batch < 1:
-            raise errors.InvalidInput("batch must be >= 1", field="batch")
-        before = now_ms() - int(older_than_s * 1000)
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise errors.InvalidInput("batch must be an integer >= 1", field="batch")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or limit < 1):
+            raise errors.InvalidInput("limit must be an integer >= 1", field="limit")
+        before = now_ms() - min(int(older_than_s * 1000), now_ms())
         total = 0
-        while True:
+        while limit is None or total < limit:
+            size = batch if limit is None else min(batch, limit - total)
             with self.db.write() as conn:
-                deleted = self.store.prune_assignments(conn, name, before, batch)
+                deleted = self.store.prune_assignments(conn, name, before, size)
             total += deleted
-            if deleted < batch:
-                return total
+            if deleted < size:
+                break
+        return total
 
     def assignment_of(self, prediction_id: str) -> tuple[str, str] | None:
         """(deployment, arm) that answered ``prediction_id``, or None."""

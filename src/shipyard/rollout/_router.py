@@ -93,7 +93,8 @@ class RouterOptions:
     remember: int = 100_000
     #: how long feedback waits for its prediction's assignment to appear (another worker)
     credit_wait: float = 30.0
-    #: seconds an assignment is kept to credit late feedback (older ones are pruned)
+    #: seconds an assignment is kept to credit late feedback (older ones are pruned);
+    #: ``math.inf`` keeps them all
     assignment_retention: float = 7 * 24 * 3600.0
     #: seconds between prunings of assignments older than ``assignment_retention``
     prune_interval: float = 600.0

@@ -26,6 +26,7 @@ must go on while no request arrives.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -48,6 +49,8 @@ __all__ = ["RouterWorker"]
 
 log = logging.getLogger("shipyard.rollout")
 _MAX_BACKOFF = 60.0
+#: assignments one prune call deletes at most (20 transactions of 5,000)
+PRUNE_LIMIT = 100_000
 _MAX_WAITING = 50_000
 
 
@@ -82,7 +85,8 @@ class RouterWorker(threading.Thread):
                     continue
                 due[name] = now + self.intervals[name]
                 try:
-                    duty()
+                    if duty() is True:  # more of the same work waiting (prune)
+                        due[name] = 0.0
                     self._backoff.pop(name, None)
                 except Exception:  # noqa: BLE001 - keep serving; try again after a pause
                     delay = min(max(self._backoff.get(name, (0.0, 0.5))[1] * 2, 1.0),
@@ -93,11 +97,18 @@ class RouterWorker(threading.Thread):
 
     # -- prune ---------------------------------------------------------------------------------
 
-    def prune(self) -> None:
-        """Forget this deployment's assignments older than the retention."""
+    def prune(self) -> bool:
+        """Forget this deployment's assignments older than the retention, at most
+        :data:`PRUNE_LIMIT` a call (the other duties share this thread); True when more
+        may be left, so that the next tick goes on at once."""
         router = self.router
-        self.pruned += router.client.deployments.prune_assignments(
-            router.name, router.options.assignment_retention)
+        retention = router.options.assignment_retention
+        if math.isinf(retention):
+            return False
+        done = router.client.deployments.prune_assignments(router.name, retention,
+                                                           limit=PRUNE_LIMIT)
+        self.pruned += done
+        return done >= PRUNE_LIMIT
 
     # -- flush ---------------------------------------------------------------------------------
 
