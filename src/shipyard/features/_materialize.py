@@ -20,7 +20,7 @@ import contextlib
 import os
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from shipyard import errors
+from shipyard._progress import progress_bar
 from shipyard.features._definitions import DataFrameSource, FeatureView, FileSource
 from shipyard.features._expectations import Expectation, enforce
 from shipyard.features._online import OnlineStore, as_table, epoch_us, prepare_rows
@@ -261,38 +262,20 @@ def _write_chunks(pool: ThreadPoolExecutor, store: OnlineStore, view: FeatureVie
                   version: int, rows: pa.Table, keys: list[str], chunk_size: int,
                   progress: bool) -> None:
     in_flight: deque[Future[int]] = deque()
-    with _progress_bar(progress) as bar:
-        task = bar.add_task(f"materialize {view.name} v{version}", total=rows.num_rows)
+    with progress_bar(progress, rows.num_rows, f"materialize {view.name} v{version}") \
+            as advance:
         try:
             for offset in range(0, rows.num_rows, chunk_size):
                 in_flight.append(pool.submit(store.write, view, rows.slice(offset, chunk_size),
                                              keys, view.source.timestamp_field,
                                              version=version))
                 if len(in_flight) >= 2:
-                    bar.advance(task, in_flight.popleft().result())
+                    advance(in_flight.popleft().result())
             while in_flight:
-                bar.advance(task, in_flight.popleft().result())
+                advance(in_flight.popleft().result())
         finally:
             for future in in_flight:
                 future.cancel()
-
-
-@contextlib.contextmanager
-def _progress_bar(enabled: bool) -> Iterator[Any]:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
-                  disable=not enabled) as bar:
-        yield bar
 
 
 # -- sources -----------------------------------------------------------------------------------

@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipyard import errors
+from shipyard._progress import progress_bar
 
 from ._batch_features import FeatureJoin, plan_feature_join
-from ._batch_io import OutputWriter, Prepare, ReadAhead, progress_bar
+from ._batch_io import OutputWriter, Prepare, ReadAhead
 from ._model import ServedModel
 
 if TYPE_CHECKING:
@@ -113,7 +114,8 @@ def predict_parquet(model: ServedModel, input_path: str | Path, output_path: str
     total = reader.metadata.num_rows
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp")
-    with progress_bar(progress, total, f"{model.name} v{model.version_label}") as advance, \
+    with progress_bar(progress, total, f"scoring {model.name} v{model.version_label}",
+                      "rows") as advance, \
             ReadAhead(reader, chunk_rows, _preparer(join, done, model_input)) as chunks, \
             OutputWriter(tmp, schema.with_metadata(metadata)) as writer:
         for index, (rows, (chunk, prepared)) in enumerate(chunks):

@@ -1,4 +1,4 @@
-"""The I/O side of batch scoring: a read-ahead thread, a writer thread, the progress bar.
+"""The I/O side of batch scoring: a read-ahead thread and a writer thread.
 
 :class:`ReadAhead` decodes the input's chunks (and, given ``prepare``, runs it on each:
 the feature join and the model's input) at most :data:`DEPTH` chunks ahead of the model;
@@ -23,7 +23,7 @@ from shipyard import errors
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["DEPTH", "OutputWriter", "Prepare", "ReadAhead", "chunks", "progress_bar",
+__all__ = ["DEPTH", "OutputWriter", "Prepare", "ReadAhead", "chunks",
            "read_part", "write_part"]
 
 #: chunks read ahead of the model, and scored chunks waiting for the writer
@@ -231,27 +231,3 @@ def _dictionary_columns(schema: pa.Schema) -> list[str]:
     return [f.name for f in schema if pa.types.is_string(f.type)
             or pa.types.is_large_string(f.type) or pa.types.is_dictionary(f.type)
             or pa.types.is_boolean(f.type) or pa.types.is_binary(f.type)]
-
-
-@contextlib.contextmanager
-def progress_bar(enabled: bool, total: int, label: str) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr (plain, no animation, when stderr is no terminal);
-    yields ``advance(rows)``."""
-    if not enabled:
-        yield lambda rows: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(TextColumn("scoring {task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("rows"), TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True)) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda rows: bar.advance(task, rows)
