@@ -2,10 +2,7 @@
 
 Routes: the Open Inference Protocol (``/v2/...``), the simple JSON ``/predict``,
 ``/feedback``, ``/health``, ``/ready`` and ``/metrics`` (handlers in ``_endpoints.py``).
-No middleware: each endpoint records its own metrics and turns every failure into a JSON
-error (see :func:`_endpoint`). The inference routes skip Starlette's router and its
-exception middleware altogether (:class:`ServingApp`): they need neither, and on a lone
-client's request that machinery is a measurable part of the server's own time.
+No middleware: each endpoint records its own metrics (see :func:`_endpoint`).
 
 With ``workers > 1`` uvicorn's supervisor runs the workers and replaces one that dies; each
 worker builds its app with :func:`app_from_env` from the spec ``serve_model`` put in the
@@ -43,7 +40,7 @@ if TYPE_CHECKING:
     from shipyard.client import Client
 
 __all__ = ["create_app", "serve_model", "run_workers", "app_from_env", "ENV_SPEC",
-           "ENV_METRICS_DIR", "ServingApp"]
+           "ENV_METRICS_DIR"]
 
 ENV_SPEC = "SHIPYARD_SERVING_SPEC"
 ENV_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -74,58 +71,10 @@ def _endpoint(state: ServingState, label: str, handler: Handler,
 
 # -- the app ---------------------------------------------------------------------------------
 
-Endpoint = Callable[[Request], Awaitable[Response]]
-_V2_MODELS = "/v2/models/"
-_INFER = "/infer"
-
-
-class ServingApp(Starlette):
-    """A Starlette app whose inference routes (``POST /predict`` and the V2
-    ``/v2/models/{name}/infer``) are dispatched directly, by path, before Starlette's
-    middleware and router.
-
-    Those endpoints answer every failure themselves (:func:`_endpoint`), so the exception
-    middleware has nothing to do for them; everything else (other routes, 404/405, the
-    lifespan) goes through Starlette as usual. So nothing may wrap these two routes in the
-    router (the rollout router wraps only the versioned V2 routes, which stay there), and
-    middleware added to the app does not see them.
-    """
-
-    def __init__(self, *args: Any, predict: Endpoint, infer: Endpoint,
-                 **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._predict = predict
-        self._infer = infer
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            endpoint = self._fast_route(scope)
-            if endpoint is not None:
-                scope["app"] = self
-                response = await endpoint(Request(scope, receive, send))
-                await response(scope, receive, send)
-                return
-        await super().__call__(scope, receive, send)
-
-    def _fast_route(self, scope: Any) -> Endpoint | None:
-        path: str = scope["path"]
-        if path == "/predict":
-            return self._predict
-        if path.startswith(_V2_MODELS) and path.endswith(_INFER):
-            # /v2/models/{name}/infer, with the router's rule for a parameter: one
-            # non-empty path segment. The versioned route stays with the router (the
-            # rollout router wraps it to pin the request to an arm).
-            name = path[len(_V2_MODELS):-len(_INFER)]
-            if name and "/" not in name:
-                scope["path_params"] = {"name": name}
-                return self._infer
-        return None
-
-
 
 def create_app(served_or_state: ServedModel | ServingState,
                config: ServingConfig | None = None, *, home: str | Path | None = None,
-               watch: str | None = None, client: Client | None = None) -> ServingApp:
+               watch: str | None = None, client: Client | None = None) -> Starlette:
     """A server for a model version, or for a prebuilt :class:`ServingState` (a subclass
     such as the rollout router's; it brings its own config, so ``config`` and ``home`` are
     then ignored). The prediction log goes under ``home`` (SHIPYARD_HOME).
@@ -188,10 +137,8 @@ def create_app(served_or_state: ServedModel | ServingState,
         return error_response(HTTPError(exc.status_code, code, message),
                               request.url.path.startswith("/v2"))
 
-    app = ServingApp(routes=routes, lifespan=lifespan,
-                     exception_handlers={404: http_error, 405: http_error},
-                     predict=_endpoint(state, "predict", ep.predict, False),
-                     infer=_endpoint(state, "v2_infer", ep.v2_infer, True))
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={404: http_error, 405: http_error})
     app.state.serving = state
     app.state.watcher = watcher
     return app
