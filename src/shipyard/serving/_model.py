@@ -345,13 +345,12 @@ class ServedModel:
         """The flavor's predict (and predict_proba) on an already enforced input."""
         model_input = self._arrays.convert(model_input, self._predict_native,
                                            self._proba_native if self.has_proba else None)
-        preds = _as_array(self._flavor.predict(self.loaded.native, model_input, self._options))
+        preds = _as_array(self._predict_native(model_input))
         if len(preds) != rows:
             raise RuntimeError(f"the model returned {len(preds)} predictions for {rows} rows")
         proba = None
         if want_proba and self.has_proba:
-            proba = _as_array(self._flavor.predict_proba(self.loaded.native, model_input,
-                                                         self._options))
+            proba = _as_array(self._proba_native(model_input))
         return preds, proba
 
     def _predict_native(self, model_input: Any) -> Any:
