@@ -441,16 +441,8 @@ def slow(slow_registered: Registered, model_home: Client) -> ServedModel:
 
 
 def _consumer(bus: Bus, model_home: Client, *extra: str) -> subprocess.Popen[str]:
-    settings = model_home.settings
-    env = {**os.environ, "SHIPYARD_HOME": str(settings.home), "SHIPYARD_DB": str(settings.db),
-           "SHIPYARD_ARTIFACTS": str(settings.artifacts),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
-                                                       os.environ.get("PYTHONPATH")]))}
-    return subprocess.Popen(
-        [sys.executable, "-m", "shipyard.cli", "stream", "slow-sum/1", "--source",
-         bus.url("tx"), "--sink", bus.url("scores"), "--group", "g", "--consumer", "c1",
-         "--batch-size", "8", "--block-ms", "100", "--claim-idle-ms", "1000", *extra],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return _stream_command(bus, model_home, "slow-sum/1", "--batch-size", "8",
+                           "--claim-idle-ms", "1000", *extra)
 
 
 def test_a_consumer_killed_mid_batch_loses_and_repeats_nothing(
